@@ -80,10 +80,14 @@ std::string_view base_name(K kind) {
 
 std::string_view step_suffix(K kind) {
   switch (kind) {
-    case K::StepCompleted: return "completed";
-    case K::StepFailed: return "failed";
-    case K::StepIgnored: return "ignored";
-    default: return {};
+    case K::StepCompleted:
+      return "completed";
+    case K::StepFailed:
+      return "failed";
+    case K::StepIgnored:
+      return "ignored";
+    default:
+      return {};
   }
 }
 
@@ -159,18 +163,30 @@ std::optional<KindFilter> parse_kind(std::string_view name) {
 std::string_view sandbox_state_name(fb::SandboxStateCode state) {
   using S = fb::SandboxStateCode;
   switch (state) {
-    case S::Requested: return "REQUESTED";
-    case S::Provisioning: return "PROVISIONING";
-    case S::Booting: return "BOOTING";
-    case S::Ready: return "READY";
-    case S::Running: return "RUNNING";
-    case S::Completed: return "COMPLETED";
-    case S::Failed: return "FAILED";
-    case S::Timeout: return "TIMEOUT";
-    case S::Stopped: return "STOPPED";
-    case S::Destroyed: return "DESTROYED";
-    case S::Suspended: return "SUSPENDED";
-    case S::Unknown: break;
+    case S::Requested:
+      return "REQUESTED";
+    case S::Provisioning:
+      return "PROVISIONING";
+    case S::Booting:
+      return "BOOTING";
+    case S::Ready:
+      return "READY";
+    case S::Running:
+      return "RUNNING";
+    case S::Completed:
+      return "COMPLETED";
+    case S::Failed:
+      return "FAILED";
+    case S::Timeout:
+      return "TIMEOUT";
+    case S::Stopped:
+      return "STOPPED";
+    case S::Destroyed:
+      return "DESTROYED";
+    case S::Suspended:
+      return "SUSPENDED";
+    case S::Unknown:
+      break;
   }
   return "UNKNOWN";
 }
@@ -178,12 +194,18 @@ std::string_view sandbox_state_name(fb::SandboxStateCode state) {
 std::string_view job_status_name(fb::JobStatusCode status) {
   using J = fb::JobStatusCode;
   switch (status) {
-    case J::Queued: return "QUEUED";
-    case J::Running: return "RUNNING";
-    case J::Completed: return "COMPLETED";
-    case J::Failed: return "FAILED";
-    case J::Timeout: return "TIMEOUT";
-    case J::Unknown: break;
+    case J::Queued:
+      return "QUEUED";
+    case J::Running:
+      return "RUNNING";
+    case J::Completed:
+      return "COMPLETED";
+    case J::Failed:
+      return "FAILED";
+    case J::Timeout:
+      return "TIMEOUT";
+    case J::Unknown:
+      break;
   }
   return "UNKNOWN";
 }
@@ -191,12 +213,18 @@ std::string_view job_status_name(fb::JobStatusCode status) {
 std::string_view aggregate_type_name(fb::AggregateType type) {
   using A = fb::AggregateType;
   switch (type) {
-    case A::Sandbox: return "sandbox";
-    case A::Job: return "job";
-    case A::Workspace: return "workspace";
-    case A::Artifact: return "artifact";
-    case A::System: return "system";
-    case A::None: break;
+    case A::Sandbox:
+      return "sandbox";
+    case A::Job:
+      return "job";
+    case A::Workspace:
+      return "workspace";
+    case A::Artifact:
+      return "artifact";
+    case A::System:
+      return "system";
+    case A::None:
+      break;
   }
   return "none";
 }
