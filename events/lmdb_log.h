@@ -1,0 +1,55 @@
+// The LMDB layout behind EventLog::open() (implemented in events/lmdb_log.cc). Callers use the
+// EventLog interface of events/log.h; this header names the on-disk layout for tools and tests
+// that must look at the raw environment (integrity tests, offline inspection with mdb_dump).
+//
+// One LMDB environment in LogOptions::dir (data.mdb + lock.mdb) with four named databases:
+//   "events"  key: seq as 8 bytes big-endian   value: the envelope bytes of events::encode()
+//   "index"   (MDB_DUPSORT|MDB_DUPFIXED) key: index_key(aggregate)  dup value: 8-byte BE seq.
+//             One entry for the envelope's aggregate and one per distinct `related` ref, so
+//             reading one aggregate costs O(log n + k).
+//   "chain"   key: 8-byte BE last seq of a commit  value: 8-byte BE first seq || 32-byte link
+//             (see events/chain.h). One link per commit, not per event: a 32-byte hash per
+//             event (plus its LMDB node) would roughly double the bytes stored per small event,
+//             while a per-commit link still detects any edit, deletion or reordering; it only
+//             localises damage to the commit rather than the event.
+//   "meta"    schema_version / min_reader_version (2-byte BE each), written at creation and
+//             checked at open; keys under "user/" hold put_meta() values.
+//
+// Behaviour beyond the interface contract:
+//  * Map growth: an MDB_MAP_FULL commit is retried after doubling the map. Changing the map
+//    size requires that no transaction is active in the process, so reads hold a shared lock
+//    and growth takes it exclusively; visitors run inside a read and must not call append().
+//  * Group commit failures: when a commit fails, every append() carried by that commit fails
+//    with the same error; none of their events is stored and their seqs are reused later.
+//  * Subscribers: callbacks must not call append() (it returns invalid_argument there, since a
+//    nested commit would break delivery order); they may call reads, subscribe and unsubscribe.
+//    A backlog event that fails verification is an impossible state for a subscriber (it has
+//    no error channel): the process aborts with a message rather than skip a fact.
+//  * One writing process per dir: last_seq() is cached by the process that appends.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "events/events_generated.h"
+
+namespace agentlab::events::lmdb_layout {
+
+inline constexpr const char* kEventsDb = "events";
+inline constexpr const char* kIndexDb = "index";
+inline constexpr const char* kChainDb = "chain";
+inline constexpr const char* kMetaDb = "meta";
+inline constexpr std::string_view kMetaSchemaVersion = "schema_version";
+inline constexpr std::string_view kMetaMinReaderVersion = "min_reader_version";
+inline constexpr std::string_view kUserMetaPrefix = "user/";
+
+// Aggregate ids up to this many bytes are stored verbatim in index keys; longer ones (only
+// artifact paths can be that long) are replaced by their SHA-256, keeping keys under LMDB's
+// 511-byte limit.
+inline constexpr size_t kMaxVerbatimIdBytes = 400;
+
+// 1 byte aggregate type || id bytes (or, for long ids, type|0x80 || SHA-256(id)).
+std::string index_key(fb::AggregateType type, std::string_view id);
+
+}  // namespace agentlab::events::lmdb_layout
