@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -176,6 +177,62 @@ std::string be16(uint16_t v) {
   return s;
 }
 
+// Creates a new log so that a crash at any moment leaves either no data.mdb or a complete one
+// (with its version record): the environment is built in a staging dir, synced, and renamed
+// into place. That is what lets open() call an empty or record-less data.mdb corrupt instead
+// of silently starting a new, empty log over a damaged one.
+Result<void> create_fresh(const std::string& dir, const std::string& data_path) {
+  const std::string staging = dir + "/.creating";
+  std::error_code ec;
+  std::filesystem::remove_all(staging, ec);
+  if (::mkdir(staging.c_str(), 0750) != 0) {
+    int e = errno;
+    return fail(code_for(e), fmt::format("cannot create {}: {}", staging, strerror(e)), e);
+  }
+  {
+    MDB_env* env = nullptr;
+    int rc = mdb_env_create(&env);
+    if (rc != 0) return lmdb_fail(rc, "mdb_env_create");
+    std::unique_ptr<MDB_env, void (*)(MDB_env*)> guard(env, mdb_env_close);
+    mdb_env_set_maxdbs(env, 4);
+    if ((rc = mdb_env_open(env, staging.c_str(), MDB_NOTLS, 0640)) != 0)
+      return lmdb_fail(rc, fmt::format("cannot create the event log in {}", staging));
+    TxnGuard txn;
+    if ((rc = mdb_txn_begin(env, nullptr, 0, &txn.txn)) != 0)
+      return lmdb_fail(rc, "cannot begin the creating transaction");
+    MDB_dbi dbi;
+    for (const char* name : {layout::kEventsDb, layout::kChainDb, layout::kMetaDb}) {
+      if ((rc = mdb_dbi_open(txn.txn, name, MDB_CREATE, &dbi)) != 0)
+        return lmdb_fail(rc, fmt::format("cannot create database '{}'", name));
+    }
+    if ((rc = mdb_dbi_open(txn.txn, layout::kIndexDb, MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED,
+                           &dbi)) != 0)
+      return lmdb_fail(rc, "cannot create database 'index'");
+    MDB_dbi meta;
+    mdb_dbi_open(txn.txn, layout::kMetaDb, 0, &meta);
+    std::string s = be16(kSchemaVersion), m = be16(kMinReaderVersion);
+    MDB_val sk = val_of(layout::kMetaSchemaVersion), sv = val_of(s);
+    MDB_val mk = val_of(layout::kMetaMinReaderVersion), mv = val_of(m);
+    if ((rc = mdb_put(txn.txn, meta, &sk, &sv, 0)) != 0 ||
+        (rc = mdb_put(txn.txn, meta, &mk, &mv, 0)) != 0)
+      return lmdb_fail(rc, "cannot write the log's version record");
+    if ((rc = txn.commit()) != 0) return lmdb_fail(rc, "cannot commit the new log");
+  }
+  if (::rename((staging + "/data.mdb").c_str(), data_path.c_str()) != 0) {
+    int e = errno;
+    return fail(code_for(e),
+                fmt::format("cannot move the new log into {}: {}", data_path, strerror(e)), e);
+  }
+  // Make the rename itself durable.
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  std::filesystem::remove_all(staging, ec);
+  return {};
+}
+
 class LmdbLog final : public EventLog {
  public:
   static Result<std::unique_ptr<EventLog>> open(const LogOptions& options);
@@ -296,6 +353,11 @@ Result<std::unique_ptr<EventLog>> LmdbLog::open(const LogOptions& options) {
     return fail(ErrorCode::read_only,
                 fmt::format("event log dir {} is not writable: {}", dir, strerror(e)), e);
   }
+  if (!exists) {
+    if (auto created = create_fresh(dir, data_path); !created)
+      return std::unexpected(created.error());
+    exists = true;
+  }
 
   std::unique_ptr<LmdbLog> log(new LmdbLog());
   log->read_only_ = options.read_only;
@@ -414,19 +476,9 @@ Result<std::unique_ptr<EventLog>> LmdbLog::open(const LogOptions& options) {
         return lmdb_fail(rc, "cannot update the log's schema version");
     }
   } else if (rc == MDB_NOTFOUND) {
-    if (log->last_seq_ != 0)
-      return fail(ErrorCode::corrupt,
-                  fmt::format("event log {} holds events but no version record", dir));
-    if (options.read_only && exists)
-      return fail(ErrorCode::corrupt, fmt::format("event log {} has no version record", dir));
-    if (!options.read_only) {
-      std::string s = be16(kSchemaVersion), m = be16(kMinReaderVersion);
-      MDB_val sk = val_of(layout::kMetaSchemaVersion), sv = val_of(s);
-      MDB_val mk = val_of(layout::kMetaMinReaderVersion), mv = val_of(m);
-      if ((rc = mdb_put(txn.txn, log->meta_dbi_, &sk, &sv, 0)) != 0 ||
-          (rc = mdb_put(txn.txn, log->meta_dbi_, &mk, &mv, 0)) != 0)
-        return lmdb_fail(rc, "cannot write the log's version record");
-    }
+    // create_fresh() writes the record before the data file appears under its name.
+    return fail(ErrorCode::corrupt,
+                fmt::format("{} has no version record (not an agentlab event log?)", data_path));
   } else {
     return lmdb_fail(rc, "cannot read the log's version record");
   }
