@@ -1,0 +1,98 @@
+// The daemon's engine host: the one place where commands become durable events.
+//
+// execute() runs the pure decision (engine/decide.h) against the live projections, hands the
+// events to the commit pipeline (group commit per loop turn), applies them to the projections
+// at once so the next decision of the same turn sees them, and — only once the batch is durable
+// — requests the decided side effects, answers the caller and tells event followers. A commit
+// failure rebuilds the projections from the log, so they never hold a fact the log lacks.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <vector>
+
+#include "cli/agentlabd/commit_pipeline.h"
+#include "engine/clock.h"
+#include "engine/decide.h"
+#include "engine/effects.h"
+#include "engine/id_source.h"
+#include "events/log.h"
+#include "projections/state.h"
+
+namespace agentlab::daemon {
+
+class Core {
+ public:
+  using Reply = std::function<void(Result<engine::Outcome>)>;
+  using EffectSink = std::function<void(std::vector<engine::Effect>)>;
+  using Follower = std::function<void(const events::StoredEvent&)>;
+
+  // Requires: `log` outlives the Core and nothing else writes it. Loads the projections from
+  // the newest valid snapshot plus the log's tail (or from seq 1).
+  Core(uv_loop_t* loop, events::EventLog& log, engine::Clock& clock, engine::IdSource& ids,
+       engine::EngineConfig config, engine::Profiles profiles);
+  ~Core();
+
+  // Replays the log into the projections (snapshot + tail). Called by the constructor; again
+  // after a failed commit.
+  Result<void> rebuild();
+
+  // Where requested side effects go (the effect runner). Set before the first execute().
+  void set_effect_sink(EffectSink sink) { effect_sink_ = std::move(sink); }
+
+  // Decides `command`; on a decision error replies at once and appends nothing. Otherwise the
+  // reply comes after the events are durable (or with the commit's error).
+  // Requires: loop thread.
+  void execute(engine::Command command, Reply reply);
+
+  // Calls `done(true)` once `ready(state)` holds after a durable commit (checked now too), or
+  // done(false) after `timeout_ms`. For API calls that answer when a saga has finished
+  // (the reference's synchronous sandbox create, destroy, rebind).
+  void wait_until(std::function<bool(const projections::State&)> ready, uint64_t timeout_ms,
+                  std::function<void(bool)> done);
+
+  // Live event feed: every durable event, in order, after it is durable. Returns an id.
+  uint64_t follow(Follower follower);
+  void unfollow(uint64_t id);
+
+  const projections::State& state() const { return state_; }
+  events::EventLog& log() { return log_; }
+  const engine::EngineConfig& config() const { return config_; }
+  const engine::Profiles& profiles() const { return profiles_; }
+  engine::Clock& clock() { return clock_; }
+  // Replaces the profile set (SIGHUP reload); decisions from now on use the new one.
+  void set_profiles(engine::Profiles profiles) { profiles_ = std::move(profiles); }
+
+  // Writes a snapshot of the projections at the current durable seq.
+  Result<void> snapshot();
+
+  // Finishes in-flight commits, then calls `done`.
+  void drain(std::function<void()> done);
+
+ private:
+  struct Waiter;
+  void check_waiters();
+  void notify_followers(const std::vector<events::OwnedEvent>& stored);
+
+  uv_loop_t* loop_;
+  events::EventLog& log_;
+  engine::Clock& clock_;
+  engine::IdSource& ids_;
+  engine::EngineConfig config_;
+  engine::Profiles profiles_;
+  projections::State state_;
+  CommitPipeline pipeline_;
+  EffectSink effect_sink_;
+  std::list<std::shared_ptr<Waiter>> waiters_;
+  std::vector<std::pair<uint64_t, Follower>> followers_;
+  uint64_t next_follower_id_ = 1;
+  // Events applied to the projections but not yet durable are delivered to followers only
+  // once their batch commits; this is the highest seq delivered so far.
+  uint64_t delivered_seq_ = 0;
+};
+
+}  // namespace agentlab::daemon
