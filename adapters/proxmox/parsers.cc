@@ -247,6 +247,38 @@ Result<std::vector<VmInfo>> parse_qm_list(std::string_view out) {
   return vms;
 }
 
+Result<std::vector<VmResource>> parse_vm_resources_json(std::string_view body) {
+  auto j = parse_json(trim(body));
+  if (!j) return fail(ErrorCode::proxmox_error, "VM list is not JSON: " + excerpt(body));
+  const json& list = unwrap_data(*j);
+  if (!list.is_array()) return fail(ErrorCode::proxmox_error, "VM list is not an array");
+  std::vector<VmResource> out;
+  for (const json& e : list) {
+    if (!e.is_object()) continue;
+    auto vmid = json_u64(e, "vmid");
+    if (!vmid || *vmid == 0 || *vmid > 999999999) continue;
+    VmResource r;
+    r.info.vmid = static_cast<int>(*vmid);
+    r.info.name = json_str(e, "name");
+    r.type = json_str(e, "type");
+    r.node = json_str(e, "node");
+    std::string status = json_str(e, "status");
+    auto power = power_word(status);
+    r.info.status = power.value_or(VmPower::stopped);
+    if (status == "running" && json_str(e, "qmpstatus") == "paused")
+      r.info.status = VmPower::paused;
+    r.info.memory_mb = json_u64(e, "maxmem").value_or(0) >> 20;
+    r.info.bootdisk_gb = static_cast<double>(json_u64(e, "maxdisk").value_or(0)) / (1u << 30);
+    r.info.pid = static_cast<int>(json_u64(e, "pid").value_or(0));
+    auto t = e.find("template");
+    r.info.is_template =
+        t != e.end() &&
+        (t->is_boolean() ? t->get<bool>() : json_u64(e, "template").value_or(0) != 0);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 Result<std::map<std::string, std::string>> parse_qm_config(std::string_view out) {
   std::map<std::string, std::string> config;
   for (std::string_view line : split_lines(out)) {

@@ -31,6 +31,16 @@ Result<engine::VmPower> parse_qm_status(std::string_view out);
 // is always false: `qm list` does not say.
 Result<std::vector<engine::VmInfo>> parse_qm_list(std::string_view out);
 
+// `GET /cluster/resources?type=vm` or `GET /nodes/{node}/qemu` (bare array or `{"data":[...]}`).
+// Memory and disk come in bytes; `template` may be 0/1 or a boolean. Entries without a vmid are
+// skipped; `type` and `node` are empty when the source does not give them.
+struct VmResource {
+  engine::VmInfo info;
+  std::string type;  // qemu | lxc
+  std::string node;
+};
+Result<std::vector<VmResource>> parse_vm_resources_json(std::string_view body);
+
 // `qm config <vmid>`: `key: value` lines, stopping at the first snapshot section (`[name]`).
 // Lines without `: ` are ignored.
 Result<std::map<std::string, std::string>> parse_qm_config(std::string_view out);

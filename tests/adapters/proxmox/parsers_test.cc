@@ -416,3 +416,28 @@ TEST_CASE("name validation") {
   CHECK(!valid_cpuset("0-"));
   CHECK(!valid_cpuset("a"));
 }
+
+TEST_CASE("VM resources JSON") {
+  auto r = parse_vm_resources_json(
+      R"({"data":[{"id":"qemu/100","type":"qemu","node":"pve","vmid":100,"name":"sandbox-100","status":"running","maxmem":4294967296,"maxdisk":42949672960,"template":0},)"
+      R"({"id":"qemu/9000","type":"qemu","node":"pve","vmid":9000,"name":"tpl","status":"stopped","template":1},)"
+      R"({"id":"lxc/200","type":"lxc","node":"pve2","vmid":"200","status":"stopped","template":false},)"
+      R"({"id":"qemu/x","type":"qemu"}]})");
+  REQUIRE(r);
+  REQUIRE(r->size() == 3);
+  CHECK(r->at(0).info.vmid == 100);
+  CHECK(r->at(0).info.status == VmPower::running);
+  CHECK(r->at(0).info.memory_mb == 4096);
+  CHECK(r->at(0).info.bootdisk_gb == doctest::Approx(40.0));
+  CHECK(!r->at(0).info.is_template);
+  CHECK(r->at(1).info.is_template);
+  CHECK(r->at(2).type == "lxc");
+  CHECK(r->at(2).node == "pve2");
+  auto bare = parse_vm_resources_json(
+      R"([{"vmid":101,"status":"running","qmpstatus":"paused","template":true}])");
+  REQUIRE(bare);
+  CHECK(bare->at(0).info.status == VmPower::paused);
+  CHECK(bare->at(0).info.is_template);
+  CHECK(!parse_vm_resources_json(R"({"data":[{"vmid":1)"));
+  CHECK(!parse_vm_resources_json(R"({"data":{}})"));
+}
