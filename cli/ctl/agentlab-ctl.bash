@@ -1,0 +1,1 @@
+# bash completion for agentlab-ctl (placeholder)
