@@ -1,0 +1,46 @@
+#include "engine/id_source.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace agentlab::engine {
+namespace {
+constexpr char kHex[] = "0123456789abcdef";
+
+std::string to_hex(const unsigned char* p, size_t n) {
+  std::string out(n * 2, '0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[p[i] >> 4];
+    out[2 * i + 1] = kHex[p[i] & 0xF];
+  }
+  return out;
+}
+}  // namespace
+
+std::string CsprngIdSource::hex(size_t bytes) {
+  std::vector<unsigned char> buf(bytes);
+  if (RAND_bytes(buf.data(), static_cast<int>(bytes)) != 1) {
+    std::fputs("agentlab: CSPRNG failure (RAND_bytes)\n", stderr);
+    std::abort();
+  }
+  return to_hex(buf.data(), bytes);
+}
+
+std::string SeededIdSource::hex(size_t bytes) {
+  std::vector<unsigned char> buf(bytes);
+  for (size_t i = 0; i < bytes; ++i) buf[i] = static_cast<unsigned char>(rng_() & 0xFF);
+  return to_hex(buf.data(), bytes);
+}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
+  return to_hex(md, n);
+}
+
+}  // namespace agentlab::engine
