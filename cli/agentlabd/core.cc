@@ -4,14 +4,10 @@
 
 #include <algorithm>
 
+#include "engine/replay.h"
 #include "projections/apply.h"
-#include "projections/snapshot.h"
 
 namespace agentlab::daemon {
-
-namespace {
-constexpr std::string_view kSnapshotKey = "snapshot";
-}
 
 struct Core::Waiter {
   std::function<bool(const projections::State&)> ready;
@@ -50,37 +46,26 @@ Core::~Core() {
 }
 
 Result<void> Core::rebuild() {
-  projections::State fresh;
-  if (auto snap = log_.get_meta(kSnapshotKey); snap) {
-    std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(snap->data()), snap->size());
-    if (auto loaded = projections::deserialize(bytes);
-        loaded && loaded->last_seq <= log_.last_seq()) {
-      fresh = std::move(*loaded);
-    } else if (!loaded) {
-      spdlog::info("snapshot discarded ({}); replaying the whole log", loaded.error().describe());
-    }
-  }
-  const uint64_t last = log_.last_seq();
-  if (fresh.last_seq < last) {
-    auto r = log_.read_range(fresh.last_seq + 1, last, [&](const events::StoredEvent& e) {
-      projections::apply(fresh, e);
-      return true;
-    });
-    if (!r) return std::unexpected(r.error());
-  }
-  state_ = std::move(fresh);
+  engine::LoadReport report;
+  auto loaded = engine::load_state(log_, &report);
+  if (!loaded) return std::unexpected(loaded.error());
+  if (!report.discarded.empty())
+    spdlog::info("projection snapshot discarded ({}); rebuilt from the log", report.discarded);
+  state_ = std::move(*loaded);
   delivered_seq_ = state_.last_seq;
   return {};
 }
 
-void Core::execute(engine::Command command, Reply reply) {
+void Core::execute(engine::Command command, Reply reply, const Renderer& render) {
   engine::DecideContext ctx{clock_, ids_, profiles_, config_};
   auto decision = engine::decide(command, state_, ctx);
   if (!decision) {
     if (reply) reply(std::unexpected(decision.error()));
     return;
   }
-  if (decision->events.empty()) {
+  const std::string_view key = engine::idempotency_key_of(command);
+  const bool record = !key.empty() && !decision->outcome.replayed && !decision->outcome.error;
+  if (decision->events.empty() && !record) {
     // Nothing to record (an idempotent repeat, a no-op): effects may still be due (retries).
     if (effect_sink_ && !decision->effects.empty()) effect_sink_(std::move(decision->effects));
     if (reply) reply(std::move(decision->outcome));
@@ -88,9 +73,30 @@ void Core::execute(engine::Command command, Reply reply) {
   }
   auto effects = std::make_shared<std::vector<engine::Effect>>(std::move(decision->effects));
   auto outcome = std::make_shared<engine::Outcome>(std::move(decision->outcome));
+  std::vector<events::Draft>& drafts = decision->events;
+  // Fold first, at the seqs the pipeline will assign (it is the log's only writer), so later
+  // decisions in this turn see these events and the idempotency record renders from them.
+  uint64_t seq = pipeline_.next_seq();
+  for (auto& d : drafts) {
+    auto bytes = events::encode(d, seq++);
+    projections::apply(state_, *fb::GetEnvelope(bytes.data()));
+  }
+  if (record) {
+    outcome->response_json = render ? render(*outcome, state_) : std::string();
+    fb::RequestRecordedT r;
+    r.idempotency_key = std::string(key);
+    r.route = std::string(engine::command_name(command));
+    r.status = outcome->status;
+    r.response_json = outcome->response_json;
+    drafts.push_back(events::make_draft(fb::AggregateType::System, "requests",
+                                        fb::EventKind::RequestRecorded, std::move(r),
+                                        clock_.wall_ns(), clock_.mono_ns()));
+    auto bytes = events::encode(drafts.back(), seq++);
+    projections::apply(state_, *fb::GetEnvelope(bytes.data()));
+  }
   auto stored = std::make_shared<std::vector<events::OwnedEvent>>();
   *stored = pipeline_.submit(
-      std::move(decision->events),
+      std::move(drafts),
       [this, effects, outcome, stored, reply = std::move(reply)](Result<events::SeqRange> r) {
         if (!r) {
           if (reply) reply(std::unexpected(r.error()));
@@ -102,8 +108,12 @@ void Core::execute(engine::Command command, Reply reply) {
         if (effect_sink_ && !effects->empty()) effect_sink_(std::move(*effects));
         if (reply) reply(std::move(*outcome));
         check_waiters();
+        if (pipeline_.idle() && !idle_waiters_.empty()) {
+          auto fns = std::move(idle_waiters_);
+          idle_waiters_.clear();
+          for (auto& fn : fns) fn();
+        }
       });
-  for (const auto& e : *stored) projections::apply(state_, e.view());
 }
 
 void Core::notify_followers(const std::vector<events::OwnedEvent>& stored) {
@@ -180,8 +190,12 @@ void Core::check_waiters() {
 Result<void> Core::snapshot() {
   // Only durable state may be snapshotted: with a commit in flight, the projections are ahead.
   if (!pipeline_.idle()) return {};
-  auto bytes = projections::serialize(state_);
-  return log_.put_meta(kSnapshotKey, bytes);
+  return engine::save_snapshot(log_, state_);
+}
+
+void Core::when_idle(std::function<void()> fn) {
+  if (pipeline_.idle()) return fn();
+  idle_waiters_.push_back(std::move(fn));
 }
 
 void Core::drain(std::function<void()> done) {

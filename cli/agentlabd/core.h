@@ -30,6 +30,8 @@ class Core {
   using Reply = std::function<void(Result<engine::Outcome>)>;
   using EffectSink = std::function<void(std::vector<engine::Effect>)>;
   using Follower = std::function<void(const events::StoredEvent&)>;
+  // Renders the response recorded for an idempotency key (from the state after the decision).
+  using Renderer = std::function<std::string(const engine::Outcome&, const projections::State&)>;
 
   // Requires: `log` outlives the Core and nothing else writes it. Loads the projections from
   // the newest valid snapshot plus the log's tail (or from seq 1).
@@ -47,7 +49,9 @@ class Core {
   // Decides `command`; on a decision error replies at once and appends nothing. Otherwise the
   // reply comes after the events are durable (or with the commit's error).
   // Requires: loop thread.
-  void execute(engine::Command command, Reply reply);
+  // A command carrying an idempotency key also records render(outcome, state) in the same batch,
+  // so a retry with that key gets the original response and appends nothing.
+  void execute(engine::Command command, Reply reply, const Renderer& render = {});
 
   // Calls `done(true)` once `ready(state)` holds after a durable commit (checked now too), or
   // done(false) after `timeout_ms`. For API calls that answer when a saga has finished
@@ -70,6 +74,11 @@ class Core {
   // Writes a snapshot of the projections at the current durable seq.
   Result<void> snapshot();
 
+  // Runs `fn` once no commit is in flight (the projections then equal the durable log):
+  // now if idle, else right after the commit that makes it idle.
+  void when_idle(std::function<void()> fn);
+  bool idle() const { return pipeline_.idle(); }
+
   // Finishes in-flight commits, then calls `done`.
   void drain(std::function<void()> done);
 
@@ -89,6 +98,7 @@ class Core {
   EffectSink effect_sink_;
   std::list<std::shared_ptr<Waiter>> waiters_;
   std::vector<std::pair<uint64_t, Follower>> followers_;
+  std::vector<std::function<void()>> idle_waiters_;
   uint64_t next_follower_id_ = 1;
   // Events applied to the projections but not yet durable are delivered to followers only
   // once their batch commits; this is the highest seq delivered so far.

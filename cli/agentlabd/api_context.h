@@ -1,0 +1,61 @@
+// What the daemon's HTTP surfaces share: the engine host, the hypervisor, daemon-observed
+// metrics, and the few settings the handlers need. Handlers run on the loop thread.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "adapters/api/redactor.h"
+#include "adapters/http/response.h"
+#include "cli/agentlabd/core.h"
+#include "engine/hypervisor.h"
+#include "events/error.h"
+#include "projections/metrics.h"
+
+namespace agentlab::daemon {
+
+struct ApiSettings {
+  std::string version = "dev";
+  std::string backend;       // sim | shell | api
+  std::string artifact_dir;  // <artifact_dir>/<job>/<path>
+  uint64_t artifact_max_bytes = 256ull << 20;
+  uint64_t provisioning_wait_ms = 10 * 60 * 1000;  // synchronous create/rebind answer limit
+  uint64_t teardown_wait_ms = 3 * 60 * 1000;       // destroy answers when DESTROYED or after this
+  std::string agent_subnet;                        // CIDR; empty: every source accepted
+  bool accept_unauthenticated_reports = false;
+  std::string artifact_upload_url;  // handed to guests in the bootstrap payload
+  std::string secrets_dir;
+  std::string secrets_bundle = "default";
+  std::string secrets_age_key_path;
+  std::string secrets_sops_path = "sops";
+};
+
+struct ApiContext {
+  uv_loop_t* loop = nullptr;
+  Core* core = nullptr;
+  engine::Hypervisor* hypervisor = nullptr;
+  projections::MetricsRegistry* metrics = nullptr;
+  api::Redactor* redactor = nullptr;
+  ApiSettings settings;
+  int64_t started_mono_ns = 0;
+  // Runs an admission pass soon (after a job is created or capacity frees).
+  std::function<void()> schedule_admission;
+  // Runs a reconciliation now; `apply` false computes the drift without recording it.
+  std::function<void(bool apply, std::function<void(Result<nlohmann::ordered_json>)>)> reconcile;
+};
+
+// HTTP status for an engine error (invalid_argument 400, not_found 404, conflict and
+// invalid_transition 409, forbidden 403, too_large 413, unavailable 503, timeout 504, else 500).
+int http_status(const Error& error);
+
+// Answers with the reference's error envelope for `error`.
+void reply_error(http::ResponseWriter& w, const Error& error);
+
+// Sends a pre-rendered JSON object (no trailing newline in `json`) as a success body.
+void reply_json_text(http::ResponseWriter& w, int status, const std::string& json);
+
+}  // namespace agentlab::daemon
