@@ -140,6 +140,14 @@ struct DeliveryScope {
   ~DeliveryScope() { --t_delivery_depth; }
 };
 
+// Counts read transactions open on this thread. An append() from inside a read visitor could
+// need to grow the map, which waits for every reader, including the one below it: refused.
+thread_local int t_read_depth = 0;
+struct ReadScope {
+  ReadScope() { ++t_read_depth; }
+  ~ReadScope() { --t_read_depth; }
+};
+
 // The distinct index keys of one draft (its aggregate and its related refs).
 std::vector<std::string> index_keys_of(const Draft& d) {
   std::vector<std::string> keys;
@@ -521,6 +529,7 @@ Result<void> LmdbLog::with_read(F&& f) const {
       continue;
     }
     if (rc != 0) return lmdb_fail(rc, "cannot begin a read transaction");
+    ReadScope scope;
     return f(txn.txn);
   }
 }
@@ -533,6 +542,9 @@ Result<SeqRange> LmdbLog::append(std::span<Draft> batch) {
   if (t_delivery_depth > 0)
     return fail(ErrorCode::invalid_argument,
                 "append() from inside a subscriber callback would reorder delivery");
+  if (t_read_depth > 0)
+    return fail(ErrorCode::invalid_argument,
+                "append() from inside a read visitor could deadlock map growth");
   if (batch.empty()) return SeqRange{};
   Writer self;
   self.batch = batch;
@@ -547,8 +559,9 @@ Result<void> LmdbLog::put_meta(std::string_view key, std::span<const uint8_t> va
   if (key.empty() || key.size() > max_key)
     return fail(ErrorCode::invalid_argument,
                 fmt::format("meta key must be 1..{} bytes, got {}", max_key, key.size()));
-  if (t_delivery_depth > 0)
-    return fail(ErrorCode::invalid_argument, "put_meta() from inside a subscriber callback");
+  if (t_delivery_depth > 0 || t_read_depth > 0)
+    return fail(ErrorCode::invalid_argument,
+                "put_meta() from inside a subscriber callback or a read visitor");
   Writer self;
   self.is_meta = true;
   self.meta_key = std::string(layout::kUserMetaPrefix).append(key);

@@ -18,7 +18,8 @@
 // Behaviour beyond the interface contract:
 //  * Map growth: an MDB_MAP_FULL commit is retried after doubling the map. Changing the map
 //    size requires that no transaction is active in the process, so reads hold a shared lock
-//    and growth takes it exclusively; visitors run inside a read and must not call append().
+//    and growth takes it exclusively; visitors run inside a read, so append() and put_meta()
+//    called from a visitor return invalid_argument instead of risking a deadlock.
 //  * Group commit failures: when a commit fails, every append() carried by that commit fails
 //    with the same error; none of their events is stored and their seqs are reused later.
 //  * Subscribers: callbacks must not call append() (it returns invalid_argument there, since a

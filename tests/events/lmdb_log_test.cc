@@ -399,6 +399,27 @@ TEST_CASE("subscriber callbacks may read and unsubscribe but not append") {
   CHECK(log->last_seq() == 3);
 }
 
+TEST_CASE("append and put_meta from inside a read visitor are refused, not deadlocked") {
+  TempDir tmp;
+  auto log = open_log(tmp.sub("log"));
+  REQUIRE(log);
+  append_one(*log, tagged(1, "x"));
+  ErrorCode a = ErrorCode::internal, m = ErrorCode::internal;
+  REQUIRE(log->read_range(1, 1, [&](const StoredEvent&) {
+    std::vector<Draft> b;
+    b.push_back(tagged(1, "inner"));
+    auto r = log->append(b);
+    if (!r) a = r.error().code;
+    auto pm = log->put_meta("k", {});
+    if (!pm) m = pm.error().code;
+    return true;
+  }));
+  CHECK(a == ErrorCode::invalid_argument);
+  CHECK(m == ErrorCode::invalid_argument);
+  CHECK(log->last_seq() == 1);
+  CHECK(append_one(*log, tagged(1, "outer")) == 2);  // fine again outside the visitor
+}
+
 TEST_CASE("map growth: thousands of events into a tiny initial map, none dropped") {
   TempDir tmp;
   const auto dir = tmp.sub("log");
