@@ -1,0 +1,566 @@
+#include "cli/agentlabd/guest_api.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <unordered_map>
+
+#include "adapters/api/params.h"
+#include "adapters/api/request_json.h"
+#include "adapters/guest/secrets_bundle.h"
+#include "engine/id_source.h"
+#include "events/kinds.h"
+#include "projections/queries.h"
+
+namespace agentlab::daemon {
+namespace {
+
+using api::FieldSpec;
+using api::FieldType;
+using json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+// ---- source checks ----
+
+// A token bucket per source IP: guests are few and polite; a flood from one address (a runaway
+// runner, a scan) must not starve the loop.
+class RateLimiter {
+ public:
+  bool allow(const std::string& ip, uint64_t now_ms) {
+    auto& b = buckets_[ip];
+    if (b.last_ms == 0) b = {kBurst, now_ms};
+    b.tokens = std::min(kBurst, b.tokens + static_cast<double>(now_ms - b.last_ms) * kPerMs);
+    b.last_ms = now_ms;
+    if (b.tokens < 1.0) return false;
+    b.tokens -= 1.0;
+    if (buckets_.size() > 4096) buckets_.clear();  // bounded memory against address sprays
+    return true;
+  }
+
+ private:
+  static constexpr double kBurst = 200;
+  static constexpr double kPerMs = 0.1;  // 100 requests/s sustained
+  struct Bucket {
+    double tokens = 0;
+    uint64_t last_ms = 0;
+  };
+  std::unordered_map<std::string, Bucket> buckets_;
+};
+
+RateLimiter& limiter() {
+  static RateLimiter l;
+  return l;
+}
+
+// Subnet and rate checks shared by every guest route; answers and returns false when refused.
+bool admit_source(ApiContext& ctx, http::Request& req, http::ResponseWriter& w,
+                  std::string_view refusal) {
+  if (!in_subnet(req.peer.ip, ctx.settings.agent_subnet)) {
+    w.error(403, refusal);
+    return false;
+  }
+  if (!limiter().allow(req.peer.ip, uv_now(ctx.loop))) {
+    w.error(429, "too many requests");
+    return false;
+  }
+  return true;
+}
+
+std::optional<std::string> bearer_token(const http::Request& req) {
+  auto h = req.header("Authorization");
+  if (!h) return std::nullopt;
+  std::string_view v = *h;
+  if (v.size() < 7) return std::nullopt;
+  std::string scheme(v.substr(0, 7));
+  for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "bearer ") return std::nullopt;
+  std::string token(v.substr(7));
+  auto b = token.find_first_not_of(" \t");
+  if (b == std::string::npos) return std::nullopt;
+  return token.substr(b, token.find_last_not_of(" \t") - b + 1);
+}
+
+// ---- bootstrap fetch ----
+
+constexpr std::array<FieldSpec, 2> kFetchFields = {{
+    {"token", FieldType::string},
+    {"vmid", FieldType::integer},
+}};
+
+json build_payload(const ApiContext& ctx, const projections::Job& job,
+                   const engine::Profile* profile, const json& bundle_fields,
+                   const std::string& artifact_token) {
+  json j = json::object();
+  j["id"] = job.id;
+  j["repo_url"] = job.repo_url;
+  j["ref"] = job.ref.empty() ? "main" : job.ref;
+  if (!job.task.empty()) j["task"] = job.task;
+  j["mode"] = job.mode.empty() ? "dangerous" : job.mode;
+  if (!job.profile.empty()) j["profile"] = job.profile;
+  if (job.keepalive) j["keepalive"] = true;
+  if (job.ttl_minutes > 0) j["ttl_minutes"] = job.ttl_minutes;
+  json out = json::object();
+  out["job"] = std::move(j);
+  for (const char* key : {"git", "env", "claude_settings_json"})
+    if (bundle_fields.contains(key)) out[key] = bundle_fields[key];
+  out["artifact"] = json{{"endpoint", ctx.settings.artifact_upload_url}, {"token", artifact_token}};
+  json policy = json::object();
+  policy["mode"] = job.mode.empty() ? "dangerous" : job.mode;
+  if (profile != nullptr && !profile->inner_sandbox.empty()) {
+    policy["inner_sandbox"] = profile->inner_sandbox;
+    if (!profile->inner_sandbox_args.empty())
+      policy["inner_sandbox_args"] = profile->inner_sandbox_args;
+  }
+  out["policy"] = std::move(policy);
+  // Ours: the report credential (decision 9) and the profile's agent command. The report token
+  // is the job's artifact token: one per-job bearer credential that dies with the job.
+  out["report_token"] = artifact_token;
+  if (profile != nullptr && !profile->agent_command.empty())
+    out["agent_command"] = profile->agent_command;
+  return out;
+}
+
+void bootstrap_fetch(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
+  if (!admit_source(ctx, req, w, "bootstrap access restricted to agent subnet")) return;
+  auto body = api::JsonBody::parse(req.body, kFetchFields);
+  if (!body) return reply_error(w, body.error());
+  std::string token = body->string("token").value_or("");
+  int64_t vmid = body->integer("vmid").value_or(0);
+  if (token.empty()) return (void)w.error(400, "token is required");
+  if (vmid <= 0 || vmid > INT32_MAX) return (void)w.error(400, "vmid must be positive");
+  // The token is checked before anything about the VM or its job is revealed (decision 9).
+  const auto& st = ctx.core->state();
+  auto it = st.tokens.find(engine::sha256_hex(token));
+  const int64_t now = ctx.core->clock().wall_ns();
+  if (it == st.tokens.end() || it->second.kind != fb::TokenKind::Bootstrap ||
+      it->second.vmid != vmid || it->second.consumed_ns != 0 || it->second.revoked ||
+      it->second.expires_ns <= now)
+    return (void)w.error(403, "invalid or expired bootstrap token");
+  if (projections::job_for_sandbox(st, static_cast<int32_t>(vmid)) == nullptr)
+    return (void)w.error(404, "job not found");
+
+  // The bundle is read and decrypted on the thread pool (file reads, maybe a sops child).
+  struct Work {
+    uv_work_t req{};
+    ApiContext* ctx = nullptr;
+    http::ResponseWriter writer;
+    std::string token;
+    int32_t vmid = 0;
+    guest::SecretsStoreConfig store;
+    std::string bundle_name;
+    Result<guest::SecretsBundle> bundle = guest::SecretsBundle{};
+  };
+  auto* work = new Work;
+  work->ctx = &ctx;
+  work->writer = std::move(w);
+  work->token = std::move(token);
+  work->vmid = static_cast<int32_t>(vmid);
+  work->store.secrets_dir = ctx.settings.secrets_dir;
+  work->store.age_key_path = ctx.settings.secrets_age_key_path;
+  work->store.sops_path = ctx.settings.secrets_sops_path;
+  work->bundle_name = ctx.settings.secrets_bundle;
+  work->req.data = work;
+  uv_queue_work(
+      ctx.loop, &work->req,
+      [](uv_work_t* r) {
+        auto* wk = static_cast<Work*>(r->data);
+        wk->bundle = guest::load_bundle(wk->bundle_name, wk->store);
+      },
+      [](uv_work_t* r, int) {
+        std::unique_ptr<Work> wk(static_cast<Work*>(r->data));
+        ApiContext& ctx = *wk->ctx;
+        json bundle_fields = json::object();
+        if (wk->bundle) {
+          bundle_fields = guest::bundle_payload_fields(*wk->bundle);
+          for (const auto& v : guest::bundle_secret_values(*wk->bundle))
+            ctx.redactor->add_literal(v);
+          for (const auto& [k, v] : wk->bundle->env) ctx.redactor->add_key(k);
+        } else if (wk->bundle.error().code != ErrorCode::not_found) {
+          // A broken bundle is an operator problem; the token stays usable for a retry.
+          spdlog::get("guest")
+              ? spdlog::get("guest")->error("secrets bundle: {}", wk->bundle.error().describe())
+              : spdlog::error("secrets bundle: {}", wk->bundle.error().describe());
+          return (void)wk->writer.error(500, "failed to load secrets bundle");
+        }  // no bundle at all: the job runs without secrets (decision 15)
+        engine::RecordBootstrapFetch cmd{wk->vmid, wk->token};
+        auto writer = wk->writer;
+        int32_t vmid = wk->vmid;
+        ctx.core->execute(
+            cmd, [&ctx, writer, vmid, bundle_fields](Result<engine::Outcome> r) mutable {
+              if (!r) return reply_error(writer, r.error());
+              ctx.redactor->add_literal(r->secret);
+              const auto* job = projections::get_job(ctx.core->state(), r->job_id);
+              if (job == nullptr) return (void)writer.error(404, "job not found");
+              const engine::Profile* profile = nullptr;
+              if (auto p = ctx.core->profiles().find(job->profile); p != ctx.core->profiles().end())
+                profile = &p->second;
+              (void)vmid;
+              writer.json(200, build_payload(ctx, *job, profile, bundle_fields, r->secret));
+            });
+      });
+}
+
+// ---- runner report ----
+
+constexpr std::array<std::string_view, 5> kArtifactKeys = {"name", "path", "size_bytes", "sha256",
+                                                           "mime"};
+const std::array<FieldSpec, 6> kReportFields = {{
+    {"job_id", FieldType::string},
+    {"vmid", FieldType::integer},
+    {"status", FieldType::string},
+    {"message", FieldType::string},
+    {"artifacts", FieldType::object_list, kArtifactKeys},
+    {"result", FieldType::any},
+}};
+
+void runner_report(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
+  if (!admit_source(ctx, req, w, "runner access restricted to agent subnet")) return;
+  auto body = api::JsonBody::parse(req.body, kReportFields);
+  if (!body) return reply_error(w, body.error());
+  engine::RecordReport cmd;
+  cmd.job_id = body->string("job_id").value_or("");
+  cmd.vmid = static_cast<int32_t>(body->integer("vmid").value_or(0));
+  cmd.status = body->string("status").value_or("");
+  // Reports authenticate with the job's bearer token; token-less reports only when the operator
+  // allows the reference's old runner (decision 9). The status check comes first, as before.
+  auto status = events::parse_job_status(cmd.status);
+  if (!status || *status == fb::JobStatusCode::Queued)
+    return (void)w.error(400, "invalid job status");
+  if (auto token = bearer_token(req)) {
+    auto tok = engine::check_artifact_token(ctx.core->state(), *token, ctx.core->clock().wall_ns());
+    if (!tok) {
+      // A finished job's token is revoked; its late reports are answered like the reference's.
+      const auto* job = projections::get_job(ctx.core->state(), cmd.job_id);
+      const auto* t = ctx.core->state().tokens.find(engine::sha256_hex(*token)) !=
+                              ctx.core->state().tokens.end()
+                          ? &ctx.core->state().tokens.at(engine::sha256_hex(*token))
+                          : nullptr;
+      if (job != nullptr && t != nullptr && t->job_id == job->id &&
+          (job->status == fb::JobStatusCode::Completed ||
+           job->status == fb::JobStatusCode::Failed || job->status == fb::JobStatusCode::Timeout))
+        return (void)w.error(409, "job already finalized");
+      return (void)w.error(403, "invalid report token");
+    }
+    if ((*tok)->job_id != cmd.job_id) return (void)w.error(403, "report token is not for this job");
+  } else if (!ctx.settings.accept_unauthenticated_reports) {
+    return (void)w.error(401, "missing bearer token");
+  }
+  cmd.message = ctx.redactor->redact(body->string("message").value_or(""));
+  if (const auto* arts = body->raw("artifacts")) {
+    for (const auto& a : *arts) {
+      if (!a.is_object()) continue;
+      projections::ArtifactMeta m;
+      auto str = [&](const char* k) {
+        for (auto it = a.begin(); it != a.end(); ++it)
+          if (it.key().size() == std::strlen(k) &&
+              strncasecmp(it.key().c_str(), k, it.key().size()) == 0 && it.value().is_string())
+            return it.value().get<std::string>();
+        return std::string();
+      };
+      m.name = str("name");
+      m.path = str("path");
+      m.sha256 = str("sha256");
+      m.mime = str("mime");
+      for (auto it = a.begin(); it != a.end(); ++it)
+        if (strcasecmp(it.key().c_str(), "size_bytes") == 0 && it.value().is_number_unsigned())
+          m.size_bytes = it.value().get<uint64_t>();
+      cmd.artifacts.push_back(std::move(m));
+    }
+  }
+  if (const auto* result = body->raw("result")) cmd.result_json = result->dump();
+  ctx.core->execute(std::move(cmd), [w](Result<engine::Outcome> r) mutable {
+    if (!r) return reply_error(w, r.error());
+    json out = json::object();
+    out["job_status"] = std::string(events::job_status_name(r->job_status));
+    out["sandbox_status"] = std::string(events::sandbox_state_name(r->sandbox_state));
+    w.json(200, out);
+  });
+}
+
+// ---- artifact upload ----
+
+std::string sniff_mime(std::string_view head) {
+  if (head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0x1f &&
+      static_cast<unsigned char>(head[1]) == 0x8b)
+    return "application/x-gzip";
+  if (head.starts_with("%PDF-")) return "application/pdf";
+  if (head.starts_with("PK\x03\x04")) return "application/zip";
+  if (head.starts_with("\x89PNG")) return "image/png";
+  if (head.starts_with("{") || head.starts_with("[")) return "text/plain; charset=utf-8";
+  for (unsigned char c : head)
+    if (c < 0x09 || (c > 0x0d && c < 0x20 && c != 0x1b)) return "application/octet-stream";
+  return "text/plain; charset=utf-8";
+}
+
+struct Upload : std::enable_shared_from_this<Upload> {
+  ApiContext* ctx = nullptr;
+  http::ResponseWriter writer;
+  std::string token;
+  std::string job_id;
+  std::string path;  // normalised relative path
+  std::string mime;  // from Content-Type, without parameters
+  std::string temp;  // absolute temp file
+  uv_file fd = -1;
+  uint64_t size = 0;
+  std::string head;  // first 512 bytes, for sniffing
+  EVP_MD_CTX* sha = nullptr;
+  int writes_in_flight = 0;
+  bool body_done = false;
+  bool failed = false;
+  std::shared_ptr<Upload> self;
+
+  ~Upload() {
+    if (sha != nullptr) EVP_MD_CTX_free(sha);
+  }
+
+  void discard() {
+    if (fd >= 0) {
+      uv_fs_t r;
+      uv_fs_close(nullptr, &r, fd, nullptr);
+      uv_fs_req_cleanup(&r);
+      fd = -1;
+    }
+    if (!temp.empty()) {
+      std::error_code ec;
+      fs::remove(temp, ec);
+      temp.clear();
+    }
+    self.reset();
+  }
+
+  void fail_with(int status, const std::string& message) {
+    failed = true;
+    writer.error(status, message);
+    if (writes_in_flight == 0) discard();
+  }
+
+  void on_data(std::string_view chunk) {
+    if (failed) return;
+    if (head.size() < 512) head.append(chunk.substr(0, 512 - head.size()));
+    EVP_DigestUpdate(sha, chunk.data(), chunk.size());
+    struct Write {
+      uv_fs_t req{};
+      std::string data;
+      Upload* up = nullptr;
+    };
+    auto* wr = new Write;
+    wr->data.assign(chunk);
+    wr->up = this;
+    wr->req.data = wr;
+    uv_buf_t buf = uv_buf_init(wr->data.data(), static_cast<unsigned>(wr->data.size()));
+    ++writes_in_flight;
+    // Backpressure: no more body is read until this chunk is on its way to disk.
+    writer.pause_body();
+    uv_fs_write(ctx->loop, &wr->req, fd, &buf, 1, static_cast<int64_t>(size), [](uv_fs_t* r) {
+      std::unique_ptr<Write> wr(static_cast<Write*>(r->data));
+      Upload* up = wr->up;
+      ssize_t n = r->result;
+      uv_fs_req_cleanup(r);
+      --up->writes_in_flight;
+      if (n < 0 || static_cast<size_t>(n) != wr->data.size()) {
+        if (!up->failed)
+          up->fail_with(500, "failed to write artifact");
+        else if (up->writes_in_flight == 0)
+          up->discard();
+        return;
+      }
+      if (up->failed) {
+        if (up->writes_in_flight == 0) up->discard();
+        return;
+      }
+      up->writer.resume_body();
+      if (up->body_done && up->writes_in_flight == 0) up->finish();
+    });
+    size += chunk.size();
+  }
+
+  void on_end() {
+    body_done = true;
+    if (failed) return;
+    if (writes_in_flight == 0) finish();
+  }
+
+  void on_error(const Error&) {
+    // Client gone mid-body, or over the limit (the server already answered 413): keep nothing.
+    failed = true;
+    if (writes_in_flight == 0) discard();
+  }
+
+  void finish() {
+    if (size == 0) return fail_with(400, "artifact body is empty");
+    uv_fs_t r;
+    int rc = uv_fs_fsync(nullptr, &r, fd, nullptr);  // durable before it is recorded
+    uv_fs_req_cleanup(&r);
+    if (rc < 0) return fail_with(500, "failed to persist artifact");
+    uv_fs_close(nullptr, &r, fd, nullptr);
+    uv_fs_req_cleanup(&r);
+    fd = -1;
+    unsigned char digest[32];
+    unsigned len = 0;
+    EVP_DigestFinal_ex(sha, digest, &len);
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string sha_hex;
+    for (unsigned i = 0; i < len; ++i) {
+      sha_hex += kHex[digest[i] >> 4];
+      sha_hex += kHex[digest[i] & 15];
+    }
+    // Each version keeps its own file: the first at <job>/<path> (the reference's layout),
+    // later ones under <job>/.versions/<n>/<path>.
+    int version = 1;
+    if (auto it = ctx->core->state().artifacts.find(job_id);
+        it != ctx->core->state().artifacts.end())
+      for (const auto& a : it->second)
+        if (a.path == path) version = std::max(version, a.version + 1);
+    std::string stored = version == 1
+                             ? job_id + "/" + path
+                             : job_id + "/.versions/" + std::to_string(version) + "/" + path;
+    std::string target = ctx->settings.artifact_dir + "/" + stored;
+    std::error_code ec;
+    fs::create_directories(fs::path(target).parent_path(), ec);
+    fs::rename(temp, target, ec);
+    if (ec) return fail_with(500, "failed to finalize artifact");
+    temp.clear();
+    engine::RecordArtifactUpload cmd;
+    cmd.token = token;
+    cmd.path = path;
+    cmd.name = fs::path(path).filename().string();
+    cmd.size_bytes = size;
+    cmd.sha256 = sha_hex;
+    cmd.mime = mime.empty() ? sniff_mime(head) : mime;
+    cmd.stored_path = stored;
+    auto keep = self;
+    ctx->core->execute(cmd, [keep, target, cmd](Result<engine::Outcome> r) mutable {
+      if (!r) {
+        std::error_code ec2;
+        fs::remove(target, ec2);
+        keep->writer.error(r.error().code == ErrorCode::forbidden ? 403 : 500,
+                           r.error().code == ErrorCode::forbidden ? r.error().message
+                                                                  : "failed to record artifact");
+        keep->self.reset();
+        return;
+      }
+      json art = json::object();
+      art["name"] = cmd.name;
+      art["path"] = cmd.path;
+      art["size_bytes"] = cmd.size_bytes;
+      art["sha256"] = cmd.sha256;
+      if (!cmd.mime.empty()) art["mime"] = cmd.mime;
+      if (r->version > 1) art["version"] = r->version;
+      keep->writer.json(201, json{{"job_id", r->job_id}, {"artifact", std::move(art)}});
+      keep->self.reset();
+    });
+  }
+};
+
+void upload(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
+  if (!admit_source(ctx, req, w, "artifact access restricted to agent subnet")) return;
+  auto token = bearer_token(req);
+  if (!token) return (void)w.error(401, "missing bearer token");
+  auto tok = engine::check_artifact_token(ctx.core->state(), *token, ctx.core->clock().wall_ns());
+  if (!tok) return (void)w.error(403, tok.error().message);
+  auto raw_path = req.query_param("path");
+  auto path = api::normalize_artifact_path(
+      raw_path && !raw_path->empty() ? *raw_path : "agentlab-artifacts.tar.gz");
+  if (!path) return reply_error(w, path.error());
+  const std::string job_id = (*tok)->job_id;
+  if (job_id.find('/') != std::string::npos)
+    return (void)w.error(400, "job id contains invalid path characters");
+  if (ctx.settings.artifact_dir.empty())
+    return (void)w.error(400, "artifact root is not configured");
+  std::error_code ec;
+  std::string job_dir = ctx.settings.artifact_dir + "/" + job_id;
+  fs::create_directories(job_dir, ec);
+  if (ec) return (void)w.error(500, "failed to create artifact directory");
+  fs::permissions(job_dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec,
+                  ec);
+
+  auto up = std::make_shared<Upload>();
+  up->ctx = &ctx;
+  up->writer = w;
+  up->token = *token;
+  up->job_id = job_id;
+  up->path = *path;
+  if (auto ct = req.header("Content-Type")) {
+    std::string m(ct->substr(0, ct->find(';')));
+    while (!m.empty() && m.back() == ' ') m.pop_back();
+    up->mime = m;
+  }
+  engine::CsprngIdSource ids;
+  up->temp = job_dir + "/.upload-" + ids.hex(6) + ".tmp";
+  uv_fs_t r;
+  up->fd = uv_fs_open(nullptr, &r, up->temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640,
+                      nullptr);
+  uv_fs_req_cleanup(&r);
+  if (up->fd < 0) return (void)w.error(500, "failed to write artifact");
+  up->sha = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(up->sha, EVP_sha256(), nullptr);
+  up->self = up;
+  Upload* raw = up.get();
+  http::BodySink sink;
+  sink.on_data = [raw](std::string_view chunk) { raw->on_data(chunk); };
+  sink.on_end = [raw] { raw->on_end(); };
+  sink.on_error = [raw](const Error& e) { raw->on_error(e); };
+  w.on_disconnect([raw] {
+    if (!raw->body_done) raw->on_error(Error(ErrorCode::cancelled, "client gone"));
+  });
+  if (!w.read_body(std::move(sink))) up->discard();
+}
+
+void healthz(http::Request&, http::ResponseWriter w) {
+  w.send(200, "ok");
+}
+
+}  // namespace
+
+bool in_subnet(std::string_view ip, std::string_view cidr) {
+  if (cidr.empty()) return true;
+  auto slash = cidr.find('/');
+  std::string net(cidr.substr(0, slash));
+  int bits =
+      slash == std::string_view::npos ? -1 : std::atoi(std::string(cidr.substr(slash + 1)).c_str());
+  std::string addr(ip);
+  if (addr.starts_with("::ffff:") && addr.find('.') != std::string::npos) addr = addr.substr(7);
+  unsigned char a[16], n[16];
+  int family = net.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+  if (addr.find(':') != std::string::npos && family == AF_INET) return false;
+  if (inet_pton(family, addr.c_str(), a) != 1 || inet_pton(family, net.c_str(), n) != 1)
+    return false;
+  int total = family == AF_INET ? 32 : 128;
+  if (bits < 0 || bits > total) bits = total;
+  for (int i = 0; i < bits; ++i) {
+    int byte = i / 8, bit = 7 - i % 8;
+    if (((a[byte] >> bit) & 1) != ((n[byte] >> bit) & 1)) return false;
+  }
+  // The unspecified address never counts as inside (interfaces.md §1.2).
+  bool zero = true;
+  for (int i = 0; i < total / 8; ++i) zero = zero && a[i] == 0;
+  return !zero;
+}
+
+void add_bootstrap_routes(http::Router& router, ApiContext& ctx) {
+  router.any("/healthz", healthz);
+  router.post("/v1/bootstrap/fetch", [&ctx](http::Request& req, http::ResponseWriter w) {
+    bootstrap_fetch(ctx, req, std::move(w));
+  });
+  router.post("/v1/runner/report", [&ctx](http::Request& req, http::ResponseWriter w) {
+    runner_report(ctx, req, std::move(w));
+  });
+}
+
+void add_artifact_routes(http::Router& router, ApiContext& ctx) {
+  router.any("/healthz", healthz);
+  http::RouteOptions opts;
+  opts.stream_body = true;
+  opts.max_body_bytes = ctx.settings.artifact_max_bytes;
+  router.post(
+      "/upload",
+      [&ctx](http::Request& req, http::ResponseWriter w) { upload(ctx, req, std::move(w)); }, opts);
+}
+
+}  // namespace agentlab::daemon
