@@ -2,8 +2,8 @@
 
 #include <CLI/CLI.hpp>
 #include <map>
-#include <set>
 #include <ostream>
+#include <set>
 
 #include "cli/ctl/commands.h"
 #include "cli/ctl/duration.h"
@@ -53,7 +53,7 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
 
   CLI::App app{"agentlab-ctl: run AI coding agents in disposable Proxmox VMs through agentlabd.",
                "agentlab-ctl"};
-  app.fallthrough();            // a subcommand hands unknown flags to its parents: globals anywhere
+  app.fallthrough();  // a subcommand hands unknown flags to its parents: globals anywhere
   app.require_subcommand(0, 1);  // also stops a positional being taken for a sibling command
   std::string socket_flag, timeout_flag = "10m";
   bool json_flag = false, version_flag = false;
@@ -70,20 +70,19 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
 
   // ---- job
   auto* job = app.add_subcommand("job", "create and inspect jobs");
-  group(job, "  agentlab-ctl job run --repo https://github.com/org/repo.git --task 'fix tests' "
-             "--profile yolo-ephemeral --wait");
+  group(job,
+        "  agentlab-ctl job run --repo https://github.com/org/repo.git --task 'fix tests' "
+        "--profile yolo-ephemeral --wait");
   auto* run = job->add_subcommand("run", "create a job (and with --wait, follow it to the end)");
   run->add_option("--repo", o.repo, "git repository URL")->required();
   run->add_option("--task", o.task, "what the agent should do")->required();
-  run->add_option("--profile", o.profile, "profile name (see 'agentlab-ctl profiles')")
-      ->required();
+  run->add_option("--profile", o.profile, "profile name (see 'agentlab-ctl profiles')")->required();
   run->add_option("--ref", o.ref, "git ref (daemon default: main)");
   run->add_option("--mode", o.mode, "agent mode (daemon default: dangerous)");
   run->add_option("--ttl", o.ttl, "sandbox lease: minutes, or a duration such as 90m or 2h");
-  auto* run_keepalive =
-      run->add_flag("--keepalive", o.keepalive, "keep the sandbox after the job (--keepalive=false)");
-  run->add_flag("--wait", o.wait,
-                "follow the job live until it ends; exit 0 only if it COMPLETED");
+  auto* run_keepalive = run->add_flag("--keepalive", o.keepalive,
+                                      "keep the sandbox after the job (--keepalive=false)");
+  run->add_flag("--wait", o.wait, "follow the job live until it ends; exit 0 only if it COMPLETED");
   leaf(
       run, [&] { return cmd_job_run(ctx, o); },
       "  agentlab-ctl job run --repo https://github.com/org/repo.git --task 'fix the failing "
@@ -140,10 +139,12 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
       snew, [&] { return cmd_sandbox_new(ctx, o); },
       "  agentlab-ctl sandbox new --profile yolo-ephemeral --ttl 2h --keepalive");
   auto* slist = sandbox->add_subcommand("list", "list sandboxes (destroyed ones included)");
-  leaf(slist, [&] { return cmd_sandbox_list(ctx, o); }, "  agentlab-ctl sandbox list --json");
+  leaf(
+      slist, [&] { return cmd_sandbox_list(ctx, o); }, "  agentlab-ctl sandbox list --json");
   auto* sshow = sandbox->add_subcommand("show", "show one sandbox");
   sshow->add_option("vmid", o.vmid, "VMID")->required();
-  leaf(sshow, [&] { return cmd_sandbox_show(ctx, o); }, "  agentlab-ctl sandbox show 1020 --json");
+  leaf(
+      sshow, [&] { return cmd_sandbox_show(ctx, o); }, "  agentlab-ctl sandbox show 1020 --json");
   auto* sdestroy = sandbox->add_subcommand("destroy", "stop and destroy a sandbox's VM");
   sdestroy->add_option("vmid", o.vmid, "VMID")->required();
   sdestroy->add_flag("--force", o.force, "skip the graceful shutdown and the state checks");
@@ -159,7 +160,8 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
       renew, [&] { return cmd_sandbox_lease_renew(ctx, o); },
       "  agentlab-ctl sandbox lease renew 1009 --ttl 120");
   auto* prune = sandbox->add_subcommand("prune", "destroy the VMs of TIMEOUT sandboxes");
-  leaf(prune, [&] { return cmd_sandbox_prune(ctx, o); }, "  agentlab-ctl sandbox prune");
+  leaf(
+      prune, [&] { return cmd_sandbox_prune(ctx, o); }, "  agentlab-ctl sandbox prune");
   for (const char* verb : {"start", "stop", "pause", "resume"}) {
     const std::string v = verb;
     const std::string what = v == "start"   ? "start a stopped sandbox's VM"
@@ -175,8 +177,9 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
 
   // ---- workspace
   auto* workspace = app.add_subcommand("workspace", "persistent disks that outlive sandboxes");
-  group(workspace, "  agentlab-ctl workspace create --name dev --size 20G\n"
-                   "  agentlab-ctl workspace attach dev 1020");
+  group(workspace,
+        "  agentlab-ctl workspace create --name dev --size 20G\n"
+        "  agentlab-ctl workspace attach dev 1020");
   auto* wcreate = workspace->add_subcommand("create", "create a workspace volume");
   wcreate->add_option("--name", o.name, "unique name")->required();
   wcreate->add_option("--size", o.size, "size in GB: 10, 10G or 10GB")->required();
@@ -185,10 +188,12 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
       wcreate, [&] { return cmd_workspace_create(ctx, o); },
       "  agentlab-ctl workspace create --name dev --size 20G --storage local-zfs");
   auto* wlist = workspace->add_subcommand("list", "list workspaces");
-  leaf(wlist, [&] { return cmd_workspace_list(ctx, o); }, "  agentlab-ctl workspace list");
+  leaf(
+      wlist, [&] { return cmd_workspace_list(ctx, o); }, "  agentlab-ctl workspace list");
   auto* wshow = workspace->add_subcommand("show", "show one workspace (by id or name)");
   wshow->add_option("workspace", o.workspace, "workspace id or name")->required();
-  leaf(wshow, [&] { return cmd_workspace_show(ctx, o); }, "  agentlab-ctl workspace show dev");
+  leaf(
+      wshow, [&] { return cmd_workspace_show(ctx, o); }, "  agentlab-ctl workspace show dev");
   auto* wattach = workspace->add_subcommand("attach", "attach a workspace to a sandbox's VM");
   wattach->add_option("workspace", o.workspace, "workspace id or name")->required();
   wattach->add_option("vmid", o.vmid, "VMID")->required();
@@ -198,8 +203,7 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
   auto* wdetach = workspace->add_subcommand("detach", "detach a workspace from its VM");
   wdetach->add_option("workspace", o.workspace, "workspace id or name")->required();
   leaf(
-      wdetach, [&] { return cmd_workspace_detach(ctx, o); },
-      "  agentlab-ctl workspace detach dev");
+      wdetach, [&] { return cmd_workspace_detach(ctx, o); }, "  agentlab-ctl workspace detach dev");
   auto* wrebind =
       workspace->add_subcommand("rebind", "move a workspace to a new sandbox of a profile");
   wrebind->add_option("workspace", o.workspace, "workspace id or name")->required();
@@ -215,7 +219,8 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
   logs->add_option("vmid", o.vmid, "VMID")->required();
   logs->add_flag("--follow,-f", o.follow, "keep printing new events until Ctrl-C");
   logs->add_option("--tail", o.tail, "how many recent events first (default 50, max 1000)");
-  leaf(logs, [&] { return cmd_logs(ctx, o); }, "  agentlab-ctl logs 1020 --follow --tail 20");
+  leaf(
+      logs, [&] { return cmd_logs(ctx, o); }, "  agentlab-ctl logs 1020 --follow --tail 20");
   auto* ssh = app.add_subcommand("ssh", "print (or run) the ssh command for a sandbox");
   ssh->add_option("vmid", o.vmid, "VMID")->required();
   ssh->add_option("--user,-u", o.user, "remote user (default agent)");
@@ -241,11 +246,14 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
   auto* replay = app.add_subcommand("replay", "rebuild the projections from the log");
   replay->add_flag("--verify", o.verify, "compare them with the live ones and report differences")
       ->required();
-  leaf(replay, [&] { return cmd_replay(ctx, o); }, "  agentlab-ctl replay --verify");
+  leaf(
+      replay, [&] { return cmd_replay(ctx, o); }, "  agentlab-ctl replay --verify");
   auto* audit = app.add_subcommand("audit", "integrity checks of the event log");
   group(audit, "  agentlab-ctl audit verify");
-  auto* averify = audit->add_subcommand("verify", "walk the integrity chain; name the first bad seq");
-  leaf(averify, [&] { return cmd_audit_verify(ctx, o); }, "  agentlab-ctl audit verify --json");
+  auto* averify =
+      audit->add_subcommand("verify", "walk the integrity chain; name the first bad seq");
+  leaf(
+      averify, [&] { return cmd_audit_verify(ctx, o); }, "  agentlab-ctl audit verify --json");
   auto* timings = app.add_subcommand("timings", "provisioning and job phase times from the log");
   timings->add_option("--since", o.since, "only the last DURATION (e.g. 24h)");
   timings->add_option("--profile", o.profile, "only this profile");
@@ -253,15 +261,19 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
       timings, [&] { return cmd_timings(ctx, o); },
       "  agentlab-ctl timings --since 24h --profile yolo-ephemeral");
   auto* status = app.add_subcommand("status", "daemon version, uptime, counts, capacity");
-  leaf(status, [&] { return cmd_status(ctx, o); }, "  agentlab-ctl status");
+  leaf(
+      status, [&] { return cmd_status(ctx, o); }, "  agentlab-ctl status");
   auto* metrics = app.add_subcommand("metrics", "the Prometheus metrics (text, or --json)");
-  leaf(metrics, [&] { return cmd_metrics(ctx, o); }, "  agentlab-ctl metrics --json");
+  leaf(
+      metrics, [&] { return cmd_metrics(ctx, o); }, "  agentlab-ctl metrics --json");
   auto* reconcile =
       app.add_subcommand("reconcile", "compare the log with the live VMs (dry run by default)");
   reconcile->add_flag("--apply", o.apply, "record corrective events for the drift found");
-  leaf(reconcile, [&] { return cmd_reconcile(ctx, o); }, "  agentlab-ctl reconcile --apply");
+  leaf(
+      reconcile, [&] { return cmd_reconcile(ctx, o); }, "  agentlab-ctl reconcile --apply");
   auto* profiles = app.add_subcommand("profiles", "list the daemon's profiles");
-  leaf(profiles, [&] { return cmd_profiles(ctx, o); }, "  agentlab-ctl profiles");
+  leaf(
+      profiles, [&] { return cmd_profiles(ctx, o); }, "  agentlab-ctl profiles");
   auto* help = app.add_subcommand("help", "show this help");
   leaf(
       help,
@@ -271,9 +283,10 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
       },
       "  agentlab-ctl help");
 
-  app.footer(footer("  agentlab-ctl job run --repo https://github.com/org/repo.git --task 'fix "
-                    "the failing tests' --profile yolo-ephemeral --wait\n"
-                    "  agentlab-ctl sandbox list\n  agentlab-ctl events --follow"));
+  app.footer(
+      footer("  agentlab-ctl job run --repo https://github.com/org/repo.git --task 'fix "
+             "the failing tests' --profile yolo-ephemeral --wait\n"
+             "  agentlab-ctl sandbox list\n  agentlab-ctl events --follow"));
 
   const std::set<CLI::App*> groups{&app, job, sandbox, lease, workspace, audit};
 
@@ -338,8 +351,8 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
   }
   auto timeout = parse_go_duration(timeout_flag);
   if (!timeout)
-    return ctx.usage_error("invalid value \"" + timeout_flag + "\" for --timeout: " +
-                           timeout.error().message);
+    return ctx.usage_error("invalid value \"" + timeout_flag +
+                           "\" for --timeout: " + timeout.error().message);
   ctx.timeout = timeout->count() > 0 ? *timeout : std::chrono::nanoseconds(0);
 
   auto it = actions.find(cur);

@@ -44,8 +44,7 @@ Result<json> select_artifact(const json& list, const ArtifactSelector& sel,
       list.is_object() && list.contains("artifacts") && list["artifacts"].is_array()
           ? list["artifacts"]
           : empty;
-  if (artifacts.empty())
-    return fail(ErrorCode::not_found, "no artifacts found for job " + job_id);
+  if (artifacts.empty()) return fail(ErrorCode::not_found, "no artifacts found for job " + job_id);
   if (!sel.path.empty()) {
     for (auto it = artifacts.rbegin(); it != artifacts.rend(); ++it)
       if (text(*it, "path") == sel.path) return *it;

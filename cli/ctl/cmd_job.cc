@@ -12,7 +12,9 @@
 namespace agentlab::ctl {
 namespace {
 
-std::string job_path(const std::string& id) { return "/v1/jobs/" + url_escape(id); }
+std::string job_path(const std::string& id) {
+  return "/v1/jobs/" + url_escape(id);
+}
 
 bool is_final(const std::string& status) {
   return status == "COMPLETED" || status == "FAILED" || status == "TIMEOUT";
@@ -66,10 +68,10 @@ int wait_for_job(Ctx& ctx, const std::string& job_id) {
   if (!streamed) {
     if (streamed.error().code == ErrorCode::cancelled) {
       if (show) ctx.out() << "\n";
-      return ctx.request_error(Error(ErrorCode::cancelled,
-                                     "stopped waiting; job " + job_id +
-                                         " keeps running (follow it with 'agentlab-ctl job show " +
-                                         job_id + "')"));
+      return ctx.request_error(
+          Error(ErrorCode::cancelled, "stopped waiting; job " + job_id +
+                                          " keeps running (follow it with 'agentlab-ctl job show " +
+                                          job_id + "')"));
     }
     return ctx.request_error(streamed.error());
   }
@@ -82,9 +84,9 @@ int wait_for_job(Ctx& ctx, const std::string& job_id) {
   if (!job) return ctx.request_error(job.error());
   const std::string status = field_text(*job, "status");
   if (!is_final(status))
-    return ctx.request_error(Error(ErrorCode::io_error,
-                                   "the event stream ended before job " + job_id +
-                                       " finished (status " + status + ")"));
+    return ctx.request_error(
+        Error(ErrorCode::io_error,
+              "the event stream ended before job " + job_id + " finished (status " + status + ")"));
   if (ctx.json_output) {
     ctx.out() << pretty_json(raw);
   } else {
@@ -181,9 +183,9 @@ int cmd_job_artifacts_download(Ctx& ctx, const Options& o) {
   if (auto committed = sink.commit(size, field_text(*artifact, "sha256")); !committed)
     return ctx.request_error(committed.error());
   if (ctx.json_output) {
-    ctx.out() << json{{"artifact", *artifact}, {"job_id", o.job_id}, {"out", target->string()}}
-                     .dump()
-              << "\n";
+    ctx.out()
+        << json{{"artifact", *artifact}, {"job_id", o.job_id}, {"out", target->string()}}.dump()
+        << "\n";
   } else {
     ctx.out() << "downloaded " << apath << " to " << target->string() << " (" << sink.bytes()
               << " bytes" << (field_text(*artifact, "sha256").empty() ? "" : ", sha256 verified")

@@ -45,7 +45,9 @@ int follow_stream(Ctx& ctx, const std::string& path, long long limit,
     return ctx.request_error(response.error());
   }
   if (response->status >= 400) return ctx.request_error(http_error(*response));
-  if (bad) return ctx.request_error(Error(ErrorCode::internal, "agentlabd sent an event that is not JSON"));
+  if (bad)
+    return ctx.request_error(
+        Error(ErrorCode::internal, "agentlabd sent an event that is not JSON"));
   if (limit > 0 && shown >= limit) return kExitOk;
   return ctx.request_error(
       Error(ErrorCode::io_error, "the event stream ended: agentlabd closed the connection"));
@@ -79,9 +81,9 @@ int cmd_logs(Ctx& ctx, const Options& o) {
   }
   ctx.out().flush();
   if (!o.follow) return kExitOk;
-  const std::string path = "/v1/events/stream" +
-                           query({{"aggregate", "sandbox:" + std::to_string(*vmid)},
-                                  {"after", std::to_string(last)}});
+  const std::string path =
+      "/v1/events/stream" +
+      query({{"aggregate", "sandbox:" + std::to_string(*vmid)}, {"after", std::to_string(last)}});
   return follow_stream(ctx, path, 0, [](const json& e) { return event_line(e); });
 }
 
@@ -108,11 +110,10 @@ int cmd_ssh(Ctx& ctx, const Options& o) {
   const std::string ip = field_text(*sandbox, "ip");
   const std::string id = std::to_string(*vmid);
   if (ip.empty())
-    return ctx.request_error(Error(ErrorCode::unavailable,
-                                   "sandbox " + id + " has no IP yet (state " +
-                                       field_text(*sandbox, "state") +
-                                       "); wait until it is RUNNING: agentlab-ctl sandbox show " +
-                                       id));
+    return ctx.request_error(
+        Error(ErrorCode::unavailable,
+              "sandbox " + id + " has no IP yet (state " + field_text(*sandbox, "state") +
+                  "); wait until it is RUNNING: agentlab-ctl sandbox show " + id));
   unsigned char buf[16];
   if (inet_pton(AF_INET, ip.c_str(), buf) != 1 && inet_pton(AF_INET6, ip.c_str(), buf) != 1)
     return ctx.request_error(
@@ -126,8 +127,8 @@ int cmd_ssh(Ctx& ctx, const Options& o) {
   if (o.exec) {
     ctx.out().flush();
     ctx.env().exec(args);
-    return ctx.request_error(Error(ErrorCode::unavailable,
-                                   std::string("cannot run ssh: ") + std::strerror(errno)));
+    return ctx.request_error(
+        Error(ErrorCode::unavailable, std::string("cannot run ssh: ") + std::strerror(errno)));
   }
   if (ctx.json_output) {
     ordered out;
@@ -169,8 +170,7 @@ int cmd_events(Ctx& ctx, const Options& o) {
 }
 
 int cmd_replay(Ctx& ctx, const Options& o) {
-  if (!o.verify)
-    return ctx.usage_error("replay only verifies: use 'agentlab-ctl replay --verify'");
+  if (!o.verify) return ctx.usage_error("replay only verifies: use 'agentlab-ctl replay --verify'");
   std::string raw;
   auto r = ctx.call("POST", "/v1/replay/verify", std::nullopt, &raw);
   if (!r) return ctx.request_error(r.error());

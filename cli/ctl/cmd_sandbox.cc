@@ -14,7 +14,9 @@ std::string trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
 }
 
-std::string workspace_path(const std::string& ws) { return "/v1/workspaces/" + url_escape(ws); }
+std::string workspace_path(const std::string& ws) {
+  return "/v1/workspaces/" + url_escape(ws);
+}
 
 }  // namespace
 
@@ -30,7 +32,8 @@ int cmd_sandbox_new(Ctx& ctx, const Options& o) {
   }
   if (const std::string ws = trim(o.workspace); !ws.empty()) body["workspace_id"] = ws;
   if (o.new_vmid_given) {
-    if (o.new_vmid <= 0) return ctx.usage_error("invalid vmid \"" + std::to_string(o.new_vmid) + "\"");
+    if (o.new_vmid <= 0)
+      return ctx.usage_error("invalid vmid \"" + std::to_string(o.new_vmid) + "\"");
     body["vmid"] = o.new_vmid;
   }
   if (!o.job.empty()) body["job_id"] = o.job;
@@ -63,8 +66,8 @@ int cmd_sandbox_destroy(Ctx& ctx, const Options& o) {
   auto sandbox = ctx.call("POST", "/v1/sandboxes/" + std::to_string(*vmid) + "/destroy",
                           json{{"force", o.force}}, &raw);
   if (!sandbox) return ctx.request_error(sandbox.error());
-  return ctx.print(raw, "sandbox " + std::to_string(*vmid) + " destroyed (state=" +
-                            field_text(*sandbox, "state") + ")\n");
+  return ctx.print(raw, "sandbox " + std::to_string(*vmid) +
+                            " destroyed (state=" + field_text(*sandbox, "state") + ")\n");
 }
 
 int cmd_sandbox_lease_renew(Ctx& ctx, const Options& o) {
@@ -98,8 +101,8 @@ int cmd_sandbox_power(Ctx& ctx, const Options& o, const std::string& verb) {
                            : verb == "pause" ? "paused"
                            : verb == "start" ? "started"
                                              : "resumed";
-  return ctx.print(raw, "sandbox " + std::to_string(*vmid) + " " + done + " (state=" +
-                            field_text(*sandbox, "state") + ")\n");
+  return ctx.print(raw, "sandbox " + std::to_string(*vmid) + " " + done +
+                            " (state=" + field_text(*sandbox, "state") + ")\n");
 }
 
 int cmd_workspace_create(Ctx& ctx, const Options& o) {

@@ -37,7 +37,8 @@ int Ctx::usage_error(const std::string& message) {
   if (json_output) {
     out() << nlohmann::json{{"error", message}}.dump() << "\n";
   } else {
-    std::string where = command.empty() ? "agentlab-ctl --help" : "agentlab-ctl " + command + " --help";
+    std::string where =
+        command.empty() ? "agentlab-ctl --help" : "agentlab-ctl " + command + " --help";
     err() << "agentlab-ctl: " << message << " (see '" << where << "')\n";
   }
   return kExitUsage;
@@ -92,8 +93,7 @@ std::string Ctx::hint_for(const Error& e) {
     return "the job has not uploaded any yet; check it with 'agentlab-ctl job show <job_id>'";
   if (m.starts_with("artifact ") && m.ends_with("not found"))
     return "list the job's artifacts with 'agentlab-ctl job artifacts <job_id>'";
-  if (m.starts_with("cannot renew lease"))
-    return "only keepalive sandboxes have a renewable lease";
+  if (m.starts_with("cannot renew lease")) return "only keepalive sandboxes have a renewable lease";
   if (m == "workspace already attached" || m == "vmid already has workspace attached")
     return "detach it first with 'agentlab-ctl workspace detach <workspace>'";
   if (e.library_code == 404 && m.starts_with("request failed"))

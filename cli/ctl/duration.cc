@@ -23,7 +23,9 @@ constexpr Unit kUnits[] = {
     {"h", 3'600'000'000'000},
 };
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 std::unexpected<Error> bad(std::string_view text, std::string_view why) {
   return fail(ErrorCode::invalid_argument,

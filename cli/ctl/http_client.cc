@@ -83,7 +83,9 @@ Error connect_error(const std::string& socket, long os_errno, const char* curl_t
 
 }  // namespace
 
-HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) { global_init(); }
+HttpClient::HttpClient(HttpOptions options) : options_(std::move(options)) {
+  global_init();
+}
 
 Result<HttpResponse> HttpClient::request(std::string_view method, std::string_view path,
                                          const std::optional<std::string>& body) {
@@ -180,8 +182,9 @@ Result<HttpResponse> HttpClient::stream(std::string_view method, std::string_vie
     return std::unexpected(connect_error(options_.socket_path, os_errno,
                                          errbuf[0] ? errbuf : curl_easy_strerror(result)));
   if (result == CURLE_OPERATION_TIMEDOUT)
-    return fail(ErrorCode::timeout, what + " timed out after " + std::to_string(timeout_ms) +
-                                        " ms (raise --timeout, or 0 for none)",
+    return fail(ErrorCode::timeout,
+                what + " timed out after " + std::to_string(timeout_ms) +
+                    " ms (raise --timeout, or 0 for none)",
                 static_cast<int>(result));
   if (result != CURLE_OK)
     return fail(ErrorCode::io_error,

@@ -120,8 +120,7 @@ std::optional<WallTime> JobProgress::started() const {
 }
 
 void JobProgress::close_open(WallTime at) {
-  if (!spans_.empty() && !spans_.back().end)
-    spans_.back().end = std::max(at, spans_.back().start);
+  if (!spans_.empty() && !spans_.back().end) spans_.back().end = std::max(at, spans_.back().start);
 }
 
 void JobProgress::begin(const std::string& phase, WallTime at, bool placeholder) {
@@ -201,8 +200,8 @@ std::string JobProgress::render_block(WallTime now, size_t spinner_frame) const 
   if (terminal_) {
     out += "  = " + *terminal_;
     if (auto st = started(); st && finished_)
-      out += " after " + format_elapsed(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             *finished_ - *st));
+      out += " after " +
+             format_elapsed(std::chrono::duration_cast<std::chrono::nanoseconds>(*finished_ - *st));
     out += "\n";
   }
   return out;
@@ -228,8 +227,8 @@ std::string JobProgress::take_plain_lines() {
     plain_terminal_done_ = true;
     out += "job " + job_id_ + " " + *terminal_;
     if (auto st = started(); st && finished_)
-      out += " after " + format_elapsed(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             *finished_ - *st));
+      out += " after " +
+             format_elapsed(std::chrono::duration_cast<std::chrono::nanoseconds>(*finished_ - *st));
     out += "\n";
   }
   return out;

@@ -11,7 +11,9 @@
 namespace agentlab::ctl {
 namespace {
 
-std::string or_dash(std::string s) { return s.empty() ? "-" : s; }
+std::string or_dash(std::string s) {
+  return s.empty() ? "-" : s;
+}
 
 // Absent, zero and empty all print "-" (the reference's TTL / VMID columns).
 std::string positive_or_dash(const json& object, const char* key) {
@@ -83,8 +85,9 @@ std::string job_text(const json& job) {
 }
 
 std::string event_line(const json& event) {
-  return field_text(event, "ts") + "\t" + field_text(event, "kind") + "\tjob=" +
-         or_dash(field_text(event, "job_id")) + "\t" + or_dash(field_text(event, "msg")) + "\n";
+  return field_text(event, "ts") + "\t" + field_text(event, "kind") +
+         "\tjob=" + or_dash(field_text(event, "job_id")) + "\t" +
+         or_dash(field_text(event, "msg")) + "\n";
 }
 
 std::string job_events_text(const json& job) {
@@ -163,8 +166,8 @@ std::string rebind_text(const json& r, const std::string& workspace, bool keep_o
   out += "New VMID: " + or_dash(field_text(sandbox, "vmid")) + "\n";
   out += "New IP: " + or_dash(field_text(sandbox, "ip")) + "\n";
   if (r.contains("old_vmid") && !r["old_vmid"].is_null())
-    out += "Old VMID: " + field_text(r, "old_vmid") + (keep_old ? " (kept)" : " (destroyed)") +
-           "\n";
+    out +=
+        "Old VMID: " + field_text(r, "old_vmid") + (keep_old ? " (kept)" : " (destroyed)") + "\n";
   return out;
 }
 
@@ -193,7 +196,8 @@ std::string events_table(const json& page) {
 
 std::string seconds_text(double seconds) {
   if (!std::isfinite(seconds)) return "-";
-  return format_elapsed(std::chrono::nanoseconds(static_cast<int64_t>(std::llround(seconds * 1e9))));
+  return format_elapsed(
+      std::chrono::nanoseconds(static_cast<int64_t>(std::llround(seconds * 1e9))));
 }
 
 std::string timings_text(const json& timings) {
