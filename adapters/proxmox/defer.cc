@@ -10,6 +10,10 @@ struct Deferred {
 }  // namespace
 
 void defer(uv_loop_t* loop, std::function<void()> fn) {
+  defer_for(loop, 0, std::move(fn));
+}
+
+void defer_for(uv_loop_t* loop, uint64_t delay_ms, std::function<void()> fn) {
   auto* d = new Deferred;
   d->fn = std::move(fn);
   d->timer.data = d;
@@ -23,7 +27,7 @@ void defer(uv_loop_t* loop, std::function<void()> fn) {
                  [](uv_handle_t* h) { delete static_cast<Deferred*>(h->data); });
         fn();
       },
-      0, 0);
+      delay_ms, 0);
 }
 
 }  // namespace agentlab::proxmox

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -97,6 +98,22 @@ Result<T> call(uv_loop_t* loop, F&& start) {
   REQUIRE(got.has_value());
   CHECK(count == 1);
   return std::move(*got);
+}
+
+// Runs the loop until `pred` holds or `limit` passes (a timer wakes the loop, so an idle
+// keep-alive connection cannot block it).
+template <class P>
+bool run_until(uv_loop_t* loop, P pred, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  uv_timer_t tick;
+  uv_timer_init(loop, &tick);
+  uv_timer_start(
+      &tick, [](uv_timer_t*) {}, 10, 10);
+  bool ok = false;
+  while (!(ok = pred()) && std::chrono::steady_clock::now() < end) uv_run(loop, UV_RUN_ONCE);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return ok;
 }
 
 }  // namespace agentlab::proxmox::testing
