@@ -364,7 +364,10 @@ Result<std::unique_ptr<EventLog>> LmdbLog::open(const LogOptions& options) {
   if (!exists) {
     if (auto created = create_fresh(dir, data_path); !created)
       return std::unexpected(created.error());
-    exists = true;
+  } else if (!options.read_only) {
+    // A crash after create_fresh()'s rename can leave its staging dir behind.
+    std::error_code ec;
+    std::filesystem::remove_all(dir + "/.creating", ec);
   }
 
   std::unique_ptr<LmdbLog> log(new LmdbLog());
