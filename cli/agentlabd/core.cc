@@ -116,6 +116,17 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
       });
 }
 
+void Core::record(std::vector<events::Draft> drafts,
+                  std::function<void(Result<events::SeqRange>)> done) {
+  auto stored = std::make_shared<std::vector<events::OwnedEvent>>();
+  *stored = pipeline_.submit(std::move(drafts),
+                             [this, stored, done = std::move(done)](Result<events::SeqRange> r) {
+                               if (r) notify_followers(*stored);
+                               if (done) done(r);
+                             });
+  for (const auto& e : *stored) projections::apply(state_, e.view());
+}
+
 void Core::notify_followers(const std::vector<events::OwnedEvent>& stored) {
   for (const auto& e : stored) {
     if (e.seq <= delivered_seq_) continue;

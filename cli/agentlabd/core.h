@@ -53,6 +53,11 @@ class Core {
   // so a retry with that key gets the original response and appends nothing.
   void execute(engine::Command command, Reply reply, const Renderer& render = {});
 
+  // Records daemon-level facts that no command decides (daemon.started, profiles.reloaded):
+  // appended in this turn's batch, applied, followers told once durable.
+  void record(std::vector<events::Draft> drafts,
+              std::function<void(Result<events::SeqRange>)> done = {});
+
   // Calls `done(true)` once `ready(state)` holds after a durable commit (checked now too), or
   // done(false) after `timeout_ms`. For API calls that answer when a saga has finished
   // (the reference's synchronous sandbox create, destroy, rebind).
