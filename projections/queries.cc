@@ -174,10 +174,69 @@ void kv_bool(std::string& out, std::string_view k, bool v, bool& first) {
   out += v ? "true" : "false";
 }
 
+// RFC3339Nano in UTC (same text as events::format_rfc3339_nano), without strftime/gmtime:
+// list responses format three timestamps per sandbox.
+void append_time(std::string& out, int64_t ns) {
+  int64_t secs = ns / 1'000'000'000, frac = ns % 1'000'000'000;
+  if (frac < 0) {
+    frac += 1'000'000'000;
+    secs -= 1;
+  }
+  int64_t days = secs / 86400, rem = secs % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    days -= 1;
+  }
+  // Howard Hinnant's civil_from_days.
+  days += 719468;
+  const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const int64_t doe = days - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = yoe + era * 400 + (m <= 2);
+  char buf[40];
+  auto two = [](char* p, int64_t v) {
+    p[0] = static_cast<char>('0' + v / 10);
+    p[1] = static_cast<char>('0' + v % 10);
+  };
+  int64_t yy = y;
+  for (int i = 3; i >= 0; --i) {
+    buf[i] = static_cast<char>('0' + yy % 10);
+    yy /= 10;
+  }
+  buf[4] = '-';
+  two(buf + 5, m);
+  buf[7] = '-';
+  two(buf + 8, d);
+  buf[10] = 'T';
+  two(buf + 11, rem / 3600);
+  buf[13] = ':';
+  two(buf + 14, rem / 60 % 60);
+  buf[16] = ':';
+  two(buf + 17, rem % 60);
+  size_t n = 19;
+  if (frac != 0) {
+    buf[n++] = '.';
+    char f[9];
+    for (int i = 8; i >= 0; --i) {
+      f[i] = static_cast<char>('0' + frac % 10);
+      frac /= 10;
+    }
+    int len = 9;
+    while (f[len - 1] == '0') --len;
+    for (int i = 0; i < len; ++i) buf[n++] = f[i];
+  }
+  buf[n++] = 'Z';
+  out.append(buf, n);
+}
+
 void kv_time(std::string& out, std::string_view k, int64_t ns, bool& first) {
   key(out, k, first);
   out.push_back('"');
-  out += events::format_rfc3339_nano(ns);
+  append_time(out, ns);
   out.push_back('"');
 }
 
