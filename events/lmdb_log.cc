@@ -294,6 +294,9 @@ class LmdbLog final : public EventLog {
   template <class F>
   Result<void> with_read(F&& f) const;
 
+  // Hands sub every event in (sub.delivered, upto], in order; aborts if one cannot be read.
+  void deliver_backlog(Subscriber& sub, uint64_t upto) const;
+
   // Looks up one event and hands it to visit. Result: false when the visitor stopped.
   Result<bool> visit_seq(MDB_txn* txn, uint64_t seq, const EventVisitor& visit) const;
 
@@ -831,21 +834,12 @@ Result<void> LmdbLog::read_aggregate_tail(fb::AggregateType type, std::string_vi
 // ---------------------------------------------------------------------------------------------
 // Subscriptions
 
-uint64_t LmdbLog::subscribe(uint64_t after, std::function<void(const StoredEvent&)> on_event) {
-  std::unique_lock delivery(delivery_mutex_);
-  auto sub = std::make_shared<Subscriber>();
-  sub->on_event = std::move(on_event);
-  sub->delivered = after;
-  const uint64_t id = next_subscriber_id_++;
-
-  // Backlog: copied out in chunks so callbacks never run inside a read transaction (a slow
-  // projection must not hold off map growth). Commits that land meanwhile wait for the
-  // delivery lock and are handed over afterwards, skipping what the backlog already covered.
-  const uint64_t upto = last_seq();
-  DeliveryScope scope;
-  while (sub->active && sub->delivered < upto) {
+void LmdbLog::deliver_backlog(Subscriber& sub, uint64_t upto) const {
+  // Copied out in chunks so callbacks never run inside a read transaction (a slow projection
+  // must not hold off map growth).
+  while (sub.active && sub.delivered < upto) {
     std::vector<OwnedEvent> chunk;
-    const uint64_t from = sub->delivered + 1;
+    const uint64_t from = sub.delivered + 1;
     const uint64_t to = std::min(upto, from + 1023);
     auto r = read_range(from, to, [&](const StoredEvent& ev) {
       chunk.push_back(OwnedEvent{ev.seq, {ev.bytes.begin(), ev.bytes.end()}});
@@ -864,12 +858,30 @@ uint64_t LmdbLog::subscribe(uint64_t after, std::function<void(const StoredEvent
       std::abort();
     }
     for (const OwnedEvent& ev : chunk) {
-      if (!sub->active) break;
-      sub->on_event(ev.view());
-      sub->delivered = ev.seq;
+      if (!sub.active) break;
+      sub.on_event(ev.view());
+      sub.delivered = ev.seq;
     }
   }
+}
+
+uint64_t LmdbLog::subscribe(uint64_t after, std::function<void(const StoredEvent&)> on_event) {
+  auto sub = std::make_shared<Subscriber>();
+  sub->on_event = std::move(on_event);
+  sub->delivered = after;
+  DeliveryScope scope;
+
+  // The bulk of the backlog goes out without the delivery lock: leaders wait for that lock
+  // while they still hold leadership, so a long replay under it would stall every append.
+  deliver_backlog(*sub, last_seq());
+
+  // The rest (what was committed meanwhile) under the lock, then register. Commits that land
+  // now wait for the lock and are handed over afterwards, skipping what the backlog covered.
+  std::unique_lock delivery(delivery_mutex_);
+  const uint64_t upto = last_seq();
+  deliver_backlog(*sub, upto);
   sub->delivered = std::max(sub->delivered, upto);
+  const uint64_t id = next_subscriber_id_++;
   if (sub->active) subscribers_.emplace(id, std::move(sub));
   return id;
 }

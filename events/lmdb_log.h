@@ -24,6 +24,9 @@
 //    with the same error; none of their events is stored and their seqs are reused later.
 //  * Subscribers: callbacks must not call append() (it returns invalid_argument there, since a
 //    nested commit would break delivery order); they may call reads, subscribe and unsubscribe.
+//    Live callbacks run on the committing thread before the next commit can be delivered, so
+//    they must be quick (apply to memory, enqueue for a socket); a slow one delays later
+//    appends. The bulk of a backlog is delivered without blocking commits.
 //    A backlog event that fails verification is an impossible state for a subscriber (it has
 //    no error channel): the process aborts with a message rather than skip a fact.
 //  * One writing process per dir: last_seq() is cached by the process that appends.

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -369,6 +371,35 @@ TEST_CASE("subscribe under concurrent appends sees every seq exactly once, ascen
   for (size_t i = 0; i < a.size(); ++i) CHECK(a[i] == i + 1);
   REQUIRE(b.size() == last - 25);
   for (size_t i = 0; i < b.size(); ++i) CHECK(b[i] == i + 26);
+}
+
+TEST_CASE("a subscriber working through its backlog does not block appends") {
+  TempDir tmp;
+  auto log = open_log(tmp.sub("log"));
+  REQUIRE(log);
+  for (int i = 0; i < 10; ++i) append_one(*log, tagged(1, "old"));
+  std::promise<void> in_backlog, appended;
+  auto appended_f = appended.get_future();
+  bool append_seen_in_time = false;
+  std::vector<uint64_t> got;
+  std::thread subscriber([&] {
+    log->subscribe(0, [&](const StoredEvent& ev) {
+      got.push_back(ev.seq);
+      if (ev.seq == 1) {
+        in_backlog.set_value();
+        append_seen_in_time =
+            appended_f.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+      }
+    });
+  });
+  in_backlog.get_future().wait();
+  CHECK(append_one(*log, tagged(1, "new")) == 11);  // would wait for the backlog if blocked
+  appended.set_value();
+  subscriber.join();
+  CHECK(append_seen_in_time);
+  std::vector<uint64_t> want;
+  for (uint64_t s = 1; s <= 11; ++s) want.push_back(s);
+  CHECK(got == want);
 }
 
 TEST_CASE("subscriber callbacks may read and unsubscribe but not append") {
