@@ -61,13 +61,25 @@ struct Latencies {
 // ---------------------------------------------------------------------------------------------
 // fsync floor
 
-struct FloorResult {
-  double p50 = 0, p99 = 0;
+// Samples of one measurement, pooled over rounds.
+struct Result {
+  Latencies lat;
+  double secs = 0;
+  uint64_t events = 0, commits = 0;
+  void merge(const Result& o) {
+    lat.us.insert(lat.us.end(), o.lat.us.begin(), o.lat.us.end());
+    secs += o.secs;
+    events += o.events;
+    commits += o.commits;
+  }
+  double p50() { return lat.pct(50); }
+  double p99() { return lat.pct(99); }
+  double events_per_s() const { return secs > 0 ? static_cast<double>(events) / secs : 0; }
 };
 
 // Writes 128 bytes and fdatasyncs, n times. `append` extends the file each time (the file
 // size changes, as for a growing log); otherwise the same 128 bytes are overwritten in place.
-FloorResult fsync_floor(const std::string& dir, int n, bool append) {
+Result fsync_floor(const std::string& dir, int n, bool append) {
   const std::string path = dir + (append ? "/floor-append" : "/floor-overwrite");
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   if (fd < 0) die("open " + path + ": " + strerror(errno));
@@ -86,7 +98,9 @@ FloorResult fsync_floor(const std::string& dir, int n, bool append) {
   }
   ::close(fd);
   ::unlink(path.c_str());
-  return {lat.pct(50), lat.pct(99)};
+  Result out;
+  out.lat = std::move(lat);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,12 +138,7 @@ std::unique_ptr<EventLog> fresh_log(const std::string& dir, bool durable) {
   return std::move(*log);
 }
 
-struct AppendResult {
-  double events_per_s = 0, p50 = 0, p99 = 0;
-  uint64_t events = 0, commits = 0;
-};
-
-AppendResult bench_append(const std::string& dir, size_t batch, int commits) {
+Result bench_append(const std::string& dir, size_t batch, int commits) {
   auto log = fresh_log(dir, true);
   Latencies lat;
   uint64_t i = 0;
@@ -148,17 +157,15 @@ AppendResult bench_append(const std::string& dir, size_t batch, int commits) {
   auto start = Clock::now();
   run(commits, true);
   double secs = seconds_since(start);
-  AppendResult out;
+  Result out;
   out.events = batch * static_cast<uint64_t>(commits);
-  out.events_per_s = static_cast<double>(out.events) / secs;
-  out.p50 = lat.pct(50);
-  out.p99 = lat.pct(99);
+  out.secs = secs;
+  out.lat = std::move(lat);
   out.commits = static_cast<uint64_t>(commits);
   return out;
 }
 
-AppendResult bench_concurrent(const std::string& dir, int threads, int per_thread,
-                              size_t batch = 1) {
+Result bench_concurrent(const std::string& dir, int threads, int per_thread, size_t batch = 1) {
   auto log = fresh_log(dir, true);
   std::mutex mu;
   Latencies lat;
@@ -181,11 +188,10 @@ AppendResult bench_concurrent(const std::string& dir, int threads, int per_threa
     });
   for (auto& t : ts) t.join();
   double secs = seconds_since(start);
-  AppendResult out;
+  Result out;
   out.events = static_cast<uint64_t>(threads) * static_cast<uint64_t>(per_thread) * batch;
-  out.events_per_s = static_cast<double>(out.events) / secs;
-  out.p50 = lat.pct(50);
-  out.p99 = lat.pct(99);
+  out.secs = secs;
+  out.lat = std::move(lat);
   auto rep = log->verify();
   if (!rep || !rep->ok) die("verify after the concurrent run failed");
   out.commits = rep->commits_checked;
@@ -356,7 +362,7 @@ void sqlite_transition(Sqlite& s, uint64_t i) {
 
 // Transitions cycle through six states so every compare-and-set matches (sequential i moves
 // all 100 sandboxes one step before any moves the next).
-AppendResult bench_sqlite(const std::string& dir, size_t batch, int txns, int* synchronous) {
+Result bench_sqlite(const std::string& dir, size_t batch, int txns, int* synchronous) {
   auto s = open_sqlite(dir);
   sqlite3_stmt* st = nullptr;
   sqlite3_prepare_v2(s->db, "PRAGMA synchronous", -1, &st, nullptr);
@@ -373,11 +379,10 @@ AppendResult bench_sqlite(const std::string& dir, size_t batch, int txns, int* s
     lat.add(t0);
   }
   double secs = seconds_since(start);
-  AppendResult out;
+  Result out;
   out.events = i;
-  out.events_per_s = static_cast<double>(i) / secs;
-  out.p50 = lat.pct(50);
-  out.p99 = lat.pct(99);
+  out.secs = secs;
+  out.lat = std::move(lat);
   out.commits = static_cast<uint64_t>(txns);
   return out;
 }
@@ -460,24 +465,30 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(dir);
   }
 
-  const int floor_n = quick ? 100 : 1000;
-  const int b1 = quick ? 100 : 1000, b16 = quick ? 50 : 400, b256 = quick ? 20 : 150;
-  const int conc_threads = 8, conc_per = quick ? 50 : 300;
-  const int sq1 = quick ? 100 : 1000, sq256 = quick ? 10 : 60;
+  // Every timed measurement runs in `rounds` interleaved rounds, samples pooled, so a disk
+  // whose speed drifts (a shared VM) affects ours, the floor and SQLite alike.
+  const int rounds = quick ? 1 : 5;
+  const int floor_n = quick ? 100 : 200;
+  const int b1 = quick ? 100 : 200, b16 = quick ? 50 : 80, b256 = quick ? 20 : 30;
+  const int conc_threads = 8, conc_per = quick ? 50 : 60, conc256_per = quick ? 5 : 8;
+  const int sq1 = quick ? 100 : 200, sq256 = quick ? 10 : 12;
   const uint64_t size_n = quick ? 5000 : 50000;
 
-  std::printf("bench-log%s: dir %s (%s)\n\n", quick ? " --quick" : "", dir.c_str(),
-              fs_type(dir).c_str());
-  auto floor_ow = fsync_floor(dir, floor_n, false);
-  auto floor_ap = fsync_floor(dir, floor_n, true);
-  auto a1 = bench_append(dir + "/log-b1", 1, b1);
-  auto a16 = bench_append(dir + "/log-b16", 16, b16);
-  auto a256 = bench_append(dir + "/log-b256", 256, b256);
-  auto conc = bench_concurrent(dir + "/log-conc", conc_threads, conc_per);
-  auto conc256 = bench_concurrent(dir + "/log-conc256", conc_threads, quick ? 5 : 40, 256);
+  std::printf("bench-log%s: dir %s (%s), %d round%s\n\n", quick ? " --quick" : "", dir.c_str(),
+              fs_type(dir).c_str(), rounds, rounds == 1 ? "" : "s");
+  Result floor_ow, floor_ap, a1, a16, a256, conc, conc256, s1, s256;
   int sync_mode = -1;
-  auto s1 = bench_sqlite(dir + "/sqlite-1", 1, sq1, &sync_mode);
-  auto s256 = bench_sqlite(dir + "/sqlite-256", 256, sq256, &sync_mode);
+  for (int r = 0; r < rounds; ++r) {
+    floor_ow.merge(fsync_floor(dir, floor_n, false));
+    floor_ap.merge(fsync_floor(dir, floor_n, true));
+    a1.merge(bench_append(dir + "/log-b1", 1, b1));
+    a16.merge(bench_append(dir + "/log-b16", 16, b16));
+    a256.merge(bench_append(dir + "/log-b256", 256, b256));
+    conc.merge(bench_concurrent(dir + "/log-conc", conc_threads, conc_per));
+    conc256.merge(bench_concurrent(dir + "/log-conc256", conc_threads, conc256_per, 256));
+    s1.merge(bench_sqlite(dir + "/sqlite-1", 1, sq1, &sync_mode));
+    s256.merge(bench_sqlite(dir + "/sqlite-256", 256, sq256, &sync_mode));
+  }
   auto size1 = bench_size(dir + "/size-b1", 1, size_n / 5);
   auto size16 = bench_size(dir + "/size-b16", 16, size_n);
   auto size256 = bench_size(dir + "/size-b256", 256, size_n);
@@ -485,11 +496,11 @@ int main(int argc, char** argv) {
 
   std::printf("%-52s %12s %11s %11s\n", "measurement", "events/s", "p50 us", "p99 us");
   std::printf("%-52s %12s %11.0f %11.0f\n", "fsync floor: overwrite 128 B + fdatasync", "-",
-              floor_ow.p50, floor_ow.p99);
+              floor_ow.p50(), floor_ow.p99());
   std::printf("%-52s %12s %11.0f %11.0f\n", "fsync floor: append 128 B + fdatasync", "-",
-              floor_ap.p50, floor_ap.p99);
-  auto row = [](const std::string& name, const AppendResult& r) {
-    std::printf("%-52s %12.0f %11.0f %11.0f\n", name.c_str(), r.events_per_s, r.p50, r.p99);
+              floor_ap.p50(), floor_ap.p99());
+  auto row = [](const std::string& name, Result& r) {
+    std::printf("%-52s %12.0f %11.0f %11.0f\n", name.c_str(), r.events_per_s(), r.p50(), r.p99());
   };
   row("ours: durable append, batch 1 (per commit)", a1);
   row("ours: durable append, batch 16 (per commit)", a16);
@@ -523,20 +534,20 @@ int main(int argc, char** argv) {
   std::printf("  sqlite reference: %6.1f B/event  (db + wal after checkpoint, batches of 256)\n",
               sq_bytes);
 
-  const double r_floor_ow = a1.p50 / floor_ow.p50;
-  const double r_floor_ap = a1.p50 / floor_ap.p50;
-  const double r_sq_batched = a256.events_per_s / s256.events_per_s;
-  const double r_sq_single = a256.events_per_s / s1.events_per_s;
-  const double r_b1_sq1 = a1.events_per_s / s1.events_per_s;
+  const double r_floor_ow = a1.p50() / floor_ow.p50();
+  const double r_floor_ap = a1.p50() / floor_ap.p50();
+  const double r_sq_batched = a256.events_per_s() / s256.events_per_s();
+  const double r_sq_single = a256.events_per_s() / s1.events_per_s();
+  const double r_b1_sq1 = a1.events_per_s() / s1.events_per_s();
   std::printf("\nratios and targets\n");
   std::printf("  batch-1 p50 / fsync floor p50 (overwrite) : %6.2fx  target <= 1.5x  %s\n",
               r_floor_ow, verdict(r_floor_ow <= 1.5));
   std::printf("  batch-1 p50 / fsync floor p50 (append)    : %6.2fx  target <= 1.5x  %s\n",
               r_floor_ap, verdict(r_floor_ap <= 1.5));
   std::printf("  durable events/s, batch 256, 1 writer      : %8.0f  target >= 100000  %s\n",
-              a256.events_per_s, verdict(a256.events_per_s >= 100000));
+              a256.events_per_s(), verdict(a256.events_per_s() >= 100000));
   std::printf("  durable events/s, batch 256, %d writers    : %8.0f  target >= 100000  %s\n",
-              conc_threads, conc256.events_per_s, verdict(conc256.events_per_s >= 100000));
+              conc_threads, conc256.events_per_s(), verdict(conc256.events_per_s() >= 100000));
   std::printf("  ours batch 256 / sqlite 256 per txn       : %6.1fx  target >= 20x  %s\n",
               r_sq_batched, verdict(r_sq_batched >= 20));
   std::printf("  ours batch 256 / sqlite 1 per txn         : %6.1fx  target >= 20x  %s\n",
