@@ -336,10 +336,11 @@ void Connection::process() {
         }
         Exchange* ex = cur_;
         if (ex != nullptr && ex->reading) {
-          auto on_error = std::move(ex->sink.on_error);
-          ex->sink = {};
+          // Answer first: dropping the sink may release the handler's last writer.
           respond(413, error_body("request body too large"), kJsonContentType, {});
-          if (on_error) on_error(Error(ErrorCode::too_large, "request body too large"));
+          BodySink sink = std::move(ex->sink);
+          ex->sink = {};
+          if (sink.on_error) sink.on_error(Error(ErrorCode::too_large, "request body too large"));
         } else {
           respond(413, error_body("request body too large"), kJsonContentType, {});
         }
@@ -378,9 +379,10 @@ void Connection::process() {
         if (discard_body_ && writes_pending_ == 0) force_close();
         break;
       case ReqState::complete:
-        // Waiting for our answer and the client is gone. A response already on its way is
-        // let out (half-closed clients still read); otherwise there is nobody to answer.
-        if (!resp_started_) force_close();
+        // Waiting for our answer, or streaming it, and the client is gone. A complete response
+        // already on its way is let out (half-closed clients still read); otherwise there is
+        // nobody to answer.
+        if (!resp_complete_) force_close();
         break;
     }
     return;
@@ -588,9 +590,11 @@ void Connection::after_message() {
     cur_ = ex.get();
     dispatch(std::move(ex));
   } else if (cur_ != nullptr && cur_->stream_body && cur_->reading && !resp_started_) {
-    auto on_end = std::move(cur_->sink.on_end);
+    // The sink is moved out whole and outlives the call: its other callbacks may hold the
+    // handler's last writer.
+    BodySink sink = std::move(cur_->sink);
     cur_->sink = {};
-    if (on_end) on_end();
+    if (sink.on_end) sink.on_end();
   }
   maybe_finish_exchange();
 }
@@ -864,9 +868,9 @@ bool Connection::read_body(Exchange* ex) {
   if (ex != cur_ || closed_ || !ex->stream_body || ex->reading || resp_started_) return false;
   ex->reading = true;
   if (req_state_ == ReqState::complete) {
-    auto on_end = std::move(ex->sink.on_end);
+    BodySink sink = std::move(ex->sink);
     ex->sink = {};
-    if (on_end) on_end();
+    if (sink.on_end) sink.on_end();
     return true;
   }
   if (expect_continue_ && has_body_) {

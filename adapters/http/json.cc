@@ -47,13 +47,7 @@ std::string compact(const J& value) {
 std::string json_compact(const nlohmann::ordered_json& value) {
   return compact(value);
 }
-std::string json_compact(const nlohmann::json& value) {
-  return compact(value);
-}
 std::string json_body(const nlohmann::ordered_json& value) {
-  return compact(value) + "\n";
-}
-std::string json_body(const nlohmann::json& value) {
   return compact(value) + "\n";
 }
 

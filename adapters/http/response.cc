@@ -28,10 +28,6 @@ bool ResponseWriter::json(int status, const nlohmann::ordered_json& value,
   return send(status, json_body(value), kJsonContentType, extra);
 }
 
-bool ResponseWriter::json(int status, const nlohmann::json& value, const HeaderList& extra) {
-  return send(status, json_body(value), kJsonContentType, extra);
-}
-
 bool ResponseWriter::error(int status, std::string_view message, const HeaderList& extra) {
   return send(status, error_body(message), kJsonContentType, extra);
 }

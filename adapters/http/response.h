@@ -72,8 +72,8 @@ class ResponseWriter {
             std::string_view content_type = "text/plain; charset=utf-8",
             const HeaderList& extra = {});
   // application/json success body: the value + "\n" (json_body()).
+  // (A plain nlohmann::json converts implicitly; its keys come out sorted.)
   bool json(int status, const nlohmann::ordered_json& value, const HeaderList& extra = {});
-  bool json(int status, const nlohmann::json& value, const HeaderList& extra = {});
   // application/json error envelope {"error":"<message>"} without newline (error_body()).
   bool error(int status, std::string_view message, const HeaderList& extra = {});
 
