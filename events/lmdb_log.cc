@@ -334,11 +334,14 @@ Result<std::unique_ptr<EventLog>> LmdbLog::open(const LogOptions& options) {
 
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
-    if (errno != ENOENT)
-      return fail(code_for(errno), fmt::format("event log dir {}: {}", dir, strerror(errno)),
-                  errno);
+    const int se = errno;
+    if (se != ENOENT)
+      return fail(code_for(se), fmt::format("event log dir {}: {}", dir, strerror(se)), se);
     if (options.read_only)
       return fail(ErrorCode::not_found, fmt::format("event log dir {} does not exist", dir));
+    const auto parent = std::filesystem::path(dir).parent_path();
+    std::error_code ec;
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     if (::mkdir(dir.c_str(), 0750) != 0) {
       int e = errno;
       return fail(code_for(e), fmt::format("cannot create event log dir {}: {}", dir, strerror(e)),

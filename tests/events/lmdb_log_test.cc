@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <set>
@@ -116,6 +117,16 @@ TEST_CASE("append assigns contiguous seq ranges and sets each draft's seq") {
   }));
   Draft again = tagged(101, "c");
   CHECK(stored == encode(again, 3));
+}
+
+TEST_CASE("open creates missing parent dirs and the log dir") {
+  TempDir tmp;
+  const auto dir = tmp.sub("a/b/log");
+  auto log = open_log(dir);
+  REQUIRE(log);
+  CHECK(append_one(*log, tagged(1, "x")) == 1);
+  CHECK(std::filesystem::exists(dir + "/data.mdb"));
+  CHECK(!std::filesystem::exists(dir + "/.creating"));
 }
 
 TEST_CASE("a durable log keeps its events, chain and seqs across reopen") {
