@@ -382,6 +382,9 @@ Result<std::unique_ptr<EventLog>> LmdbLog::open(const LogOptions& options) {
   int rc = mdb_env_create(&log->env_);
   if (rc != 0) return lmdb_fail(rc, "mdb_env_create");
   mdb_env_set_maxdbs(log->env_, 4);
+  // With MDB_NOTLS every open read transaction holds a slot; 126 (the default) is tight for
+  // a daemon whose API threads read concurrently. A slot costs 64 bytes of lock file.
+  mdb_env_set_maxreaders(log->env_, 512);
   const uint64_t map = std::max<uint64_t>(options.initial_map_bytes, 64 * 1024);
   rc = mdb_env_set_mapsize(log->env_, map);
   if (rc != 0) return lmdb_fail(rc, "mdb_env_set_mapsize");
