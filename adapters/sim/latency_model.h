@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -50,7 +51,14 @@ struct OpContext {
   double template_gb = 30;
   bool full_clone = false;
   double load = 0;  // host overcommit figure, see HostSpec::load
+  // The VM's own "slowness" draw, shared by its provisioning phases (a host or image that is slow
+  // is slow throughout). Phase draws use z = rho * common_z + sqrt(1 - rho^2) * own noise, so each
+  // phase keeps the seed's quantiles while the total gets the seed's heavier tail.
+  std::optional<double> common_z;
 };
+
+// Correlation of one VM's provisioning phases.
+inline constexpr double kPhaseCorrelation = 0.9;
 
 struct HostSpec {
   int cores = 8;
@@ -78,6 +86,8 @@ class LatencyModel {
   double sample(Op op, const OpContext& ctx);
   // Uniform [0, 1), from the same seeded stream.
   double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+  // A standard normal draw (for OpContext::common_z).
+  double normal() { return std::normal_distribution<double>(0.0, 1.0)(rng_); }
   std::mt19937_64& rng() { return rng_; }
 
   // Total-provisioning multiplier for a template size: ~15 s at 5 GB, ~25 s at 30 GB, ~45 s at

@@ -134,6 +134,7 @@ Result<SimConfig> SimConfig::from_json(const json& j) {
     c.api_token = j.value("api_token", c.api_token);
     c.overcommit_failures = j.value("overcommit_failures", c.overcommit_failures);
     c.create_template = j.value("create_template", c.create_template);
+    c.persist = j.value("persist", c.persist);
     c.template_vmid = j.value("template_vmid", c.template_vmid);
     c.template_disk_gb = j.value("template_disk_gb", c.template_disk_gb);
     if (j.contains("faults")) c.faults = j["faults"];
@@ -169,7 +170,8 @@ struct SimCore::Impl {
     int64_t boot_ns = kNever;         // cloud-init done: guest program starts
     int64_t agent_ready_ns = kNever;  // guest agent answers from here on
     bool boot_fails = false;
-    bool agent_up = false;  // the guest agent answers
+    bool agent_up = false;              // the guest agent answers
+    std::optional<double> provision_z;  // shared draw of its provisioning phases (not persisted)
     bool agent_silent = false;
     bool is_template() const { return config.value("template", std::string("0")) == "1"; }
   };
@@ -230,6 +232,13 @@ class SimCoreOps {
   std::string state_file() const { return c_.config_.state_dir + "/state.json"; }
 
   Result<void> save() {
+    // Finished tasks beyond the newest 1000 are forgotten, as a node's task index rotates.
+    if (s_.tasks.size() > 1200) {
+      size_t drop = 0;
+      while (drop < s_.tasks.size() - 1000 && !s_.tasks[drop].info.running) ++drop;
+      s_.tasks.erase(s_.tasks.begin(), s_.tasks.begin() + static_cast<long>(drop));
+    }
+    if (!c_.config_.persist) return {};
     json j;
     j["vms"] = json::array();
     for (const auto& [id, v] : s_.vms) j["vms"].push_back(vm_to_json(v));
@@ -1144,6 +1153,8 @@ ApiResponse SimCoreOps::vm_op(const std::string& method, const std::string& tpl,
           std::regex_replace(n0, std::regex("=([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}"), "=" + mac());
     }
     ctx.full_clone = full;
+    nv.provision_z = c_.latency_.normal();
+    ctx.common_z = nv.provision_z;
     if (full && !target_storage.empty())
       if (const StorageDef* st = storage(target_storage)) ctx.storage = storage_kind_from(st->type);
     double secs = c_.latency_.sample(Op::clone, ctx);
@@ -1174,6 +1185,8 @@ ApiResponse SimCoreOps::vm_op(const std::string& method, const std::string& tpl,
     if (action == "start") {
       if (vm.is_template()) return err(500, "you can't start a vm if it's a template");
       if (vm.status != "stopped") return err(500, "VM " + id + " already running");
+      if (!vm.provision_z) vm.provision_z = c_.latency_.normal();
+      ctx.common_z = vm.provision_z;
       double start = c_.latency_.sample(Op::start, ctx);
       double ci = c_.latency_.sample(Op::cloud_init, ctx);
       double agent = c_.latency_.sample(Op::agent_ready, ctx);

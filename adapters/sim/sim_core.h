@@ -51,6 +51,7 @@ struct SimConfig {
   std::string api_token;                   // "USER@REALM!TOKENID=SECRET"; empty: no auth check
   bool overcommit_failures = true;         // model failures from overcommit
   bool create_template = true;             // create template 9000 on a fresh state dir
+  bool persist = true;  // write state.json after every change (the bench turns it off)
   int template_vmid = 9000;
   int template_disk_gb = 30;
   nlohmann::json faults = nlohmann::json::array();  // applied at start, see inject_fault()
