@@ -203,7 +203,8 @@ std::optional<Problem> first_problem(const Config& c) {
     return p("proxmox_backend", "proxmox_backend must be one of 'shell', 'api' or 'sim'");
   }
   if (c.proxmox_backend == "api" && c.proxmox_api_token.empty()) {
-    return p("proxmox_api_token", "proxmox_api_token is required when using api backend");
+    // Located at the backend line: the token is missing, so it has no line of its own.
+    return p("proxmox_backend", "proxmox_api_token is required when using api backend");
   }
   // agentlab's keys.
   if (c.reconcile_interval.count() <= 0) {
