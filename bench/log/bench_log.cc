@@ -138,8 +138,8 @@ std::unique_ptr<EventLog> fresh_log(const std::string& dir, bool durable) {
   return std::move(*log);
 }
 
-Result bench_append(const std::string& dir, size_t batch, int commits) {
-  auto log = fresh_log(dir, true);
+Result bench_append(const std::string& dir, size_t batch, int commits, bool durable = true) {
+  auto log = fresh_log(dir, durable);
   Latencies lat;
   uint64_t i = 0;
   std::vector<Draft> drafts;
@@ -495,12 +495,13 @@ int main(int argc, char** argv) {
 
   std::printf("bench-log%s: dir %s (%s), %d round%s\n\n", quick ? " --quick" : "", dir.c_str(),
               fs_type(dir).c_str(), rounds, rounds == 1 ? "" : "s");
-  Result floor_ow, floor_ap, a1, a16, a256, conc, conc256, s1, s256;
+  Result floor_ow, floor_ap, a1, a1_nosync, a16, a256, conc, conc256, s1, s256;
   int sync_mode = -1;
   for (int r = 0; r < rounds; ++r) {
     floor_ow.merge(fsync_floor(dir, floor_n, false));
     floor_ap.merge(fsync_floor(dir, floor_n, true));
     a1.merge(bench_append(dir + "/log-b1", 1, b1));
+    a1_nosync.merge(bench_append(dir + "/log-b1-nosync", 1, b1, false));
     a16.merge(bench_append(dir + "/log-b16", 16, b16));
     a256.merge(bench_append(dir + "/log-b256", 256, b256));
     conc.merge(bench_concurrent(dir + "/log-conc", conc_threads, conc_per));
@@ -522,6 +523,7 @@ int main(int argc, char** argv) {
     std::printf("%-52s %12.0f %11.0f %11.0f\n", name.c_str(), r.events_per_s(), r.p50(), r.p99());
   };
   row("ours: durable append, batch 1 (per commit)", a1);
+  row("ours: batch 1, NOT durable (software cost, no sync)", a1_nosync);
   row("ours: durable append, batch 16 (per commit)", a16);
   row("ours: durable append, batch 256 (per commit)", a256);
   row("ours: " + std::to_string(conc_threads) + " threads, 1 event each (per append)", conc);
