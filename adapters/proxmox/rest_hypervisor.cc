@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "adapters/proxmox/defer.h"
 
 namespace agentlab::proxmox {
@@ -14,6 +16,11 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 
 namespace {
+
+std::shared_ptr<spdlog::logger> pve_log() {
+  auto l = spdlog::get("proxmox");
+  return l ? l : spdlog::default_logger();
+}
 
 bool valid_vmid(int vmid) {
   return vmid >= 100 && vmid <= 999999999;
@@ -119,7 +126,11 @@ void PveRestHypervisor::call(const std::string& method, const std::string& path,
     req.timeout = left;
   }
   std::string what = method + " " + path;
-  http_.perform(std::move(req), [what, done = std::move(done)](Result<HttpResponse> r) {
+  auto t0 = Clock::now();
+  http_.perform(std::move(req), [what, t0, done = std::move(done)](Result<HttpResponse> r) {
+    // The path never holds a secret (the token travels in a header, which is not logged).
+    pve_log()->debug("backend=api req=\"{}\" status={} duration_ms={:.1f}", what, r ? r->status : 0,
+                     std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     if (!r) {
       Error e = r.error();
       e.message = what + ": " + e.message;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <set>
 
+#include <spdlog/spdlog.h>
+
 #include "adapters/proxmox/defer.h"
 #include "adapters/proxmox/parsers.h"
 
@@ -18,6 +20,11 @@ std::string trimmed(const std::string& s) {
   if (b == std::string::npos) return {};
   size_t e = s.find_last_not_of(" \t\r\n");
   return s.substr(b, e - b + 1);
+}
+
+std::shared_ptr<spdlog::logger> pve_log() {
+  auto l = spdlog::get("proxmox");
+  return l ? l : spdlog::default_logger();
 }
 
 bool valid_vmid(int vmid) {
@@ -69,9 +76,12 @@ void QmShellHypervisor::run_tool(const std::string& tool, std::vector<std::strin
   }
   runner_.run(std::move(spec), [shown, done = std::move(done)](Result<CommandResult> r) {
     if (!r) {
+      pve_log()->warn("backend=shell cmd=\"{}\" error={}", shown, r.error().describe());
       done(std::unexpected(std::move(r.error())));
       return;
     }
+    pve_log()->debug("backend=shell cmd=\"{}\" exit={} duration_ms={:.1f}", shown, r->exit_status,
+                     r->elapsed.count() / 1000.0);
     if (r->ok()) {
       done(std::move(r->out));
       return;
