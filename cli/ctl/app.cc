@@ -116,7 +116,7 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
       artifacts,
       [&] {
         if (o.job_id.empty()) {
-          ctx.out() << artifacts->help();
+          ctx.out() << app.help();
           return kExitOk;
         }
         return cmd_job_artifacts(ctx, o);
@@ -357,7 +357,7 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
 
   auto it = actions.find(cur);
   if (it == actions.end()) {  // no command, or a group word alone: its usage
-    ctx.out() << cur->help();
+    ctx.out() << app.help();
     return kExitOk;
   }
   return it->second();
