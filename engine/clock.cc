@@ -11,7 +11,11 @@ int64_t read(clockid_t id) {
 }
 }  // namespace
 
-int64_t SystemClock::wall_ns() const { return read(CLOCK_REALTIME); }
-int64_t SystemClock::mono_ns() const { return read(CLOCK_MONOTONIC); }
+int64_t SystemClock::wall_ns() const {
+  return read(CLOCK_REALTIME);
+}
+int64_t SystemClock::mono_ns() const {
+  return read(CLOCK_MONOTONIC);
+}
 
 }  // namespace agentlab::engine

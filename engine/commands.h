@@ -152,12 +152,18 @@ struct Reconcile {
 };
 // Tear down every TIMEOUT sandbox.
 struct Prune {};
+// After a restart (README decision 12): steps that were in flight when the daemon stopped are
+// recorded as failed (their effects were lost); provisioning sagas are failed and cleaned up,
+// teardowns continue, and snippets of destroyed sandboxes are removed. QUEUED jobs stay queued
+// for the next Admit.
+struct Recover {};
 
-using Command = std::variant<CreateSandbox, CreateJob, Admit, RecordStep, RecordReport,
-                             RecordBootstrapFetch, RecordArtifactUpload, RenewLease, Touch,
-                             StartSandbox, StopSandbox, PauseSandbox, ResumeSandbox, DestroySandbox,
-                             CreateWorkspace, RecordVolumeCreated, AttachWorkspace, DetachWorkspace,
-                             RebindWorkspace, RecordSnippetRemoved, Tick, Reconcile, Prune>;
+using Command =
+    std::variant<CreateSandbox, CreateJob, Admit, RecordStep, RecordReport, RecordBootstrapFetch,
+                 RecordArtifactUpload, RenewLease, Touch, StartSandbox, StopSandbox, PauseSandbox,
+                 ResumeSandbox, DestroySandbox, CreateWorkspace, RecordVolumeCreated,
+                 AttachWorkspace, DetachWorkspace, RebindWorkspace, RecordSnippetRemoved, Tick,
+                 Reconcile, Prune, Recover>;
 
 // The command's idempotency key ("" when it has none).
 std::string_view idempotency_key_of(const Command& command);

@@ -1204,6 +1204,37 @@ Result<Decision> on(const Prune&, Builder& b) {
   return dec;
 }
 
+Result<Decision> on(const Recover&, Builder& b) {
+  int n = 0;
+  for (int32_t vmid : b.st().sandbox_order) {
+    Sandbox* sb = b.sandbox(vmid);
+    if (!sb) continue;
+    if (sb->state == S::Destroyed) b.remove_snippet(*sb);
+    if (sb->pending_step == fb::Step::Unknown) continue;
+    const std::string purpose = sb->pending_purpose;
+    RecordStep r;
+    r.vmid = vmid;
+    r.step = sb->pending_step;
+    r.attempt = sb->pending_attempt;
+    r.error = Error(ErrorCode::cancelled, "daemon restarted with this step in flight");
+    b.step_outcome(*sb, fb::EventKind::StepFailed, r, r.error->message);
+    if (purpose == "provision") {
+      b.fail_provisioning(*sb,
+                          fmt::format("daemon restarted during {}", events::step_name(r.step)));
+    } else if (sb->state == S::Destroyed) {
+      // A cleanup destroy (a clone that outlived its sandbox) must still run.
+      int32_t a = b.request_step(*sb, fb::Step::Destroy, "teardown:cleanup");
+      b.effect(DestroyVm{sb->vmid, a});
+    } else if (purpose.starts_with("teardown:")) {
+      b.retry_teardown(*sb);
+    }
+    ++n;
+  }
+  Decision dec = b.finish();
+  dec.outcome.count = n;
+  return dec;
+}
+
 }  // namespace
 
 Resources committed_resources(const State& st) {
@@ -1300,7 +1331,8 @@ std::string_view command_name(const Command& command) {
       "record_snippet_removed",
       "tick",
       "reconcile",
-      "prune"};
+      "prune",
+      "recover"};
   return kNames[command.index()];
 }
 

@@ -56,13 +56,14 @@ struct VmConfigSpec {
   std::string name;
   int cores = 0;
   int memory_mb = 0;
-  std::string affinity;      // CPU pinning, e.g. "0-3" (Proxmox `affinity`; `cpulist` is not a qm option)
-  std::string bridge;        // net0 bridge
-  std::string net_model;     // net0 model, default virtio when bridge is set
+  std::string
+      affinity;        // CPU pinning, e.g. "0-3" (Proxmox `affinity`; `cpulist` is not a qm option)
+  std::string bridge;  // net0 bridge
+  std::string net_model;  // net0 model, default virtio when bridge is set
   std::optional<bool> firewall;
-  std::string cicustom;      // e.g. "user=local:snippets/agentlab-1000-....yaml"
-  std::string ipconfig0;     // e.g. "ip=dhcp"
-  int root_disk_gb = 0;      // resize the root disk (scsi0) to this size when > 0
+  std::string cicustom;   // e.g. "user=local:snippets/agentlab-1000-....yaml"
+  std::string ipconfig0;  // e.g. "ip=dhcp"
+  int root_disk_gb = 0;   // resize the root disk (scsi0) to this size when > 0
 };
 
 struct SnippetSpec {
@@ -88,8 +89,8 @@ struct GuestInterface {
 };
 
 struct HostCapacity {
-  int cores = 0;             // physical cores
-  int threads = 0;           // logical CPUs
+  int cores = 0;    // physical cores
+  int threads = 0;  // logical CPUs
   uint64_t memory_total_mb = 0;
   uint64_t memory_used_mb = 0;
   uint64_t storage_total_gb = 0;

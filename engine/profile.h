@@ -30,9 +30,9 @@ struct Profile {
   // behavior.*
   std::optional<int> ttl_minutes_default;  // only values > 0 are kept
   std::optional<bool> keepalive_default;
-  std::string inner_sandbox;               // "" (none) or "bubblewrap" after normalisation
+  std::string inner_sandbox;  // "" (none) or "bubblewrap" after normalisation
   std::vector<std::string> inner_sandbox_args;
-  std::string agent_command;               // behavior.agent_command: what the guest runs (ours)
+  std::string agent_command;  // behavior.agent_command: what the guest runs (ours)
 
   // artifacts.ttl_minutes > retention_minutes > retention_hours > retention_days, in seconds.
   std::optional<int64_t> artifact_retention_s;

@@ -679,3 +679,72 @@ TEST_CASE("a clone that finishes after its sandbox was destroyed is cleaned up")
   CHECK(h.sb(v).pending_step == fb::Step::Unknown);
   CHECK(h.engine.verify()->ok);
 }
+
+TEST_CASE(
+    "recover after a restart: in-flight provisioning failed and cleaned up, teardown resumed") {
+  Harness h;
+  CreateSandbox cs;
+  cs.profile = "small";
+  auto v2 = h.ok(cs).vmid;
+  h.provision_to_running();
+  h.ok(DestroySandbox{v2, false});
+  auto [job_id, vmid] = h.job_admitted();
+  h.complete<CloneVm>();
+  h.effects.clear();  // the restart lost every in-flight effect
+
+  // A new engine over the same log (as after a restart).
+  Engine again(h.log, h.clock, h.ids, h.config, test_profiles());
+  REQUIRE(again.start());
+  std::vector<Effect> fx;
+  again.set_effect_sink([&](const Effect& e) { fx.push_back(e); });
+  auto out = again.execute(Recover{});
+  REQUIRE(out);
+  CHECK(out->count == 2);
+  const auto& st = again.state();
+  CHECK(st.jobs.at(job_id).status == J::Failed);
+  CHECK(st.jobs.at(job_id).result_message.find("daemon restarted during snippet_write") !=
+        std::string::npos);
+  CHECK(st.sandboxes.at(vmid).teardown == "teardown:provision_failed");
+  CHECK(st.sandboxes.at(v2).teardown == "teardown:destroy");
+  int destroys = 0, stops = 0;
+  for (const auto& e : fx) {
+    destroys += std::holds_alternative<DestroyVm>(e);
+    stops += std::holds_alternative<StopVm>(e);
+  }
+  CHECK(destroys == 1);  // the half-built VM
+  CHECK(stops == 1);     // the destroy that was mid-shutdown continues with a hard stop
+  CHECK(again.verify()->ok);
+}
+
+TEST_CASE("engine accessors, snapshot, command names, idempotency keys, committed resources") {
+  Harness h;
+  auto [job_id, vmid] = h.job_admitted();
+  auto r = committed_resources(h.st());
+  CHECK(r.cores == 2);
+  CHECK(r.memory_mb == 2048);
+  CHECK(r.disk_gb == 10);
+  CHECK(r.jobs == 1);
+  CHECK(h.engine.config().concurrency_cap == 5);
+  CHECK(h.engine.profiles().contains("small"));
+  Profiles p;
+  h.engine.set_profiles(p);
+  CHECK(h.engine.profiles().empty());
+  REQUIRE(h.engine.snapshot());
+  Engine reloaded(h.log, h.clock, h.ids, h.config, test_profiles());
+  auto rep = reloaded.start();
+  REQUIRE(rep);
+  CHECK(rep->snapshot_used);
+  CHECK(rep->replayed == 0);
+  CHECK(command_name(Command{Tick{}}) == "tick");
+  CHECK(command_name(Command{Recover{}}) == "recover");
+  CHECK(command_name(Command{CreateJob{}}) == "create_job");
+  CreateJob cj;
+  cj.idempotency_key = "k";
+  CHECK(idempotency_key_of(Command{cj}) == "k");
+  CHECK(idempotency_key_of(Command{Tick{}}).empty());
+  CHECK(step_of(Effect{DestroyVm{1, 1}}) == fb::Step::Destroy);
+  CHECK(owner_of(Effect{DetachVolume{1, 1, 7, "w", "scsi1"}}) == 7);
+  CHECK(owner_of(Effect{CreateVolume{}}) == 0);
+  CHECK(vmid > 0);
+  CHECK(!job_id.empty());
+}

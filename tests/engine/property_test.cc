@@ -149,7 +149,12 @@ void run_random(uint64_t seed, int steps) {
         break;
       }
       case 13:
-        (void)h.run(Prune{});
+        if (pick(4) == 0) {
+          h.effects.clear();  // a restart: every in-flight effect is lost
+          (void)h.run(Recover{});
+        } else {
+          (void)h.run(Prune{});
+        }
         break;
       case 14:
         (void)h.run(Touch{vmid});
@@ -162,6 +167,47 @@ void run_random(uint64_t seed, int steps) {
     if (i % 500 == 0) check_invariants(h);
   }
   check_invariants(h);
+  // Liveness: with every effect succeeding, a forced destroy of everything converges on
+  // DESTROYED with no step left in flight.
+  auto drain = [&] {
+    for (int round = 0; round < 50 && !h.effects.empty(); ++round) {
+      auto fx = std::move(h.effects);
+      h.effects.clear();
+      for (const Effect& e : fx) {
+        if (const auto* rs = std::get_if<RemoveSnippet>(&e)) {
+          (void)h.run(RecordSnippetRemoved{rs->vmid, rs->ref, {}});
+          continue;
+        }
+        if (std::holds_alternative<CreateVolume>(e) || std::holds_alternative<DeleteVolume>(e))
+          continue;
+        RecordStep r;
+        r.vmid = owner_of(e);
+        r.step = step_of(e);
+        r.attempt = std::visit(
+            [](const auto& x) -> int32_t {
+              if constexpr (requires { x.attempt; })
+                return x.attempt;
+              else
+                return 0;
+            },
+            e);
+        if (r.step == fb::Step::GuestIp) r.detail = "10.0.0.1";
+        if (r.step == fb::Step::SnippetWrite) r.detail = "local:snippets/z";
+        (void)h.run(r);
+      }
+    }
+  };
+  drain();
+  for (int32_t v : std::vector<int32_t>(h.st().sandbox_order)) (void)h.run(DestroySandbox{v, true});
+  drain();
+  (void)h.run(Tick{});
+  drain();
+  for (const auto& [v, sb] : h.st().sandboxes) {
+    CAPTURE(v);
+    CHECK(sb.state == S::Destroyed);
+    CHECK(sb.pending_step == fb::Step::Unknown);
+  }
+  CHECK(h.st().snippets.empty());
   // Every recorded transition is one the table allows.
   uint64_t transitions = 0;
   REQUIRE(h.log.read_range(1, UINT64_MAX, [&](const events::StoredEvent& e) {
