@@ -8,6 +8,8 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "adapters/api/redactor.h"
 #include "adapters/http/response.h"
@@ -42,6 +44,8 @@ struct ApiContext {
   api::Redactor* redactor = nullptr;
   ApiSettings settings;
   int64_t started_mono_ns = 0;
+  // Bound listener addresses (host:port), for /v1/status: bootstrap, artifact, metrics.
+  std::vector<std::pair<std::string, std::string>> listeners;
   // Runs an admission pass soon (after a job is created or capacity frees).
   std::function<void()> schedule_admission;
   // Runs a reconciliation now; `apply` false computes the drift without recording it.

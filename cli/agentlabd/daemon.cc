@@ -107,9 +107,10 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
 
   UvScheduler scheduler(&loop);
   engine::EffectRunnerOptions runner_opts;
-  const std::string controller = o.controller_url;
+  // Set once the bootstrap listener is bound (a configured port 0 is known only then).
+  std::string controller = o.controller_url;
   const std::string ssh_key = o.ssh_public_key;
-  runner_opts.render_snippet = [controller, ssh_key](const engine::WriteSnippet& s) {
+  runner_opts.render_snippet = [&controller, ssh_key](const engine::WriteSnippet& s) {
     auto text = render_snippet({s.vmid, s.hostname, ssh_key, s.bootstrap_token, controller});
     if (text) return *text;
     spdlog::error("snippet for vmid={}: {}", s.vmid, text.error().message);
@@ -215,12 +216,30 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
     exit_code = 1;
   };
   if (auto r = control_server.listen_unix(o.socket_path); !r) fail_start("listen unix", r.error());
-  if (exit_code == 0)
-    if (auto r = bootstrap_server.listen_tcp(o.bootstrap_listen); !r)
+  // host:port with the kernel-chosen port filled in.
+  auto bound = [](const std::string& listen, int port) {
+    auto colon = listen.rfind(':');
+    return (colon == std::string::npos ? listen : listen.substr(0, colon)) + ":" + std::to_string(port);
+  };
+  if (exit_code == 0) {
+    if (auto r = bootstrap_server.listen_tcp(o.bootstrap_listen); !r) {
       fail_start("listen bootstrap " + o.bootstrap_listen, r.error());
-  if (exit_code == 0)
-    if (auto r = artifact_server.listen_tcp(o.artifact_listen); !r)
+    } else {
+      std::string addr = bound(o.bootstrap_listen, *r);
+      ctx.listeners.emplace_back("bootstrap", addr);
+      if (controller.empty()) controller = "http://" + addr;
+    }
+  }
+  if (exit_code == 0) {
+    if (auto r = artifact_server.listen_tcp(o.artifact_listen); !r) {
       fail_start("listen artifact " + o.artifact_listen, r.error());
+    } else {
+      std::string addr = bound(o.artifact_listen, *r);
+      ctx.listeners.emplace_back("artifact", addr);
+      if (ctx.settings.artifact_upload_url.empty())
+        ctx.settings.artifact_upload_url = "http://" + addr + "/upload";
+    }
+  }
   if (exit_code == 0 && !o.metrics_listen.empty()) {
     http::Router mr;
     add_metrics_route(mr, ctx);
@@ -231,6 +250,8 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
     metrics_server = std::make_unique<http::Server>(&loop, std::move(mr), mo);
     if (auto r = metrics_server->listen_tcp(o.metrics_listen); !r)
       fail_start("listen metrics " + o.metrics_listen, r.error());
+    else
+      ctx.listeners.emplace_back("metrics", bound(o.metrics_listen, *r));
   }
 
   // Background work.
@@ -280,7 +301,7 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
       core.drain([&] {
         if (auto r = core.snapshot(); !r) spdlog::warn("final snapshot: {}", r.error().describe());
         scheduler.cancel_all();
-        close_hypervisor(*hv);
+        close_hypervisor(*hv, nullptr);
       });
     };
     control_server.shutdown(grace, after_servers);

@@ -2,6 +2,7 @@
 
 #include "adapters/proxmox/rest_hypervisor.h"
 #include "adapters/proxmox/shell_hypervisor.h"
+#include "adapters/sim/sim_hypervisor.h"
 
 namespace agentlab::daemon {
 
@@ -13,10 +14,27 @@ Result<std::unique_ptr<engine::Hypervisor>> make_hypervisor(uv_loop_t* loop,
   if (o.backend == "api")
     return std::unique_ptr<engine::Hypervisor>(
         std::make_unique<proxmox::PveRestHypervisor>(loop, o.rest));
+  if (o.backend == "sim") {
+    sim::SimConfig cfg;
+    cfg.state_dir = o.sim.state_dir.empty() ? o.state_dir + "/sim" : o.sim.state_dir;
+    if (!o.sim.schema_path.empty()) cfg.schema_dir = o.sim.schema_path;
+    cfg.time_scale = o.sim.time_scale;
+    cfg.seed = o.sim.seed;
+    cfg.guest_command = o.sim.guest_command;
+    cfg.guest_ip = o.sim.guest_ip;
+    sim::SimHypervisorOptions opts;
+    opts.command_timeout = o.shell.command_timeout;
+    auto made = sim::SimHypervisor::create(loop, std::move(cfg), opts);
+    if (!made) return std::unexpected(made.error());
+    return std::unique_ptr<engine::Hypervisor>(std::move(*made));
+  }
   return fail(ErrorCode::invalid_argument,
               "unknown proxmox_backend: " + o.backend + " (must be 'sim', 'shell' or 'api')");
 }
 
-void close_hypervisor(engine::Hypervisor&) {}
+void close_hypervisor(engine::Hypervisor& hv, std::function<void()> done) {
+  if (auto* s = dynamic_cast<sim::SimHypervisor*>(&hv)) return s->close(std::move(done));
+  if (done) done();
+}
 
 }  // namespace agentlab::daemon

@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include <functional>
 #include <memory>
 
 #include "cli/agentlabd/daemon.h"
@@ -16,6 +17,6 @@ Result<std::unique_ptr<engine::Hypervisor>> make_hypervisor(uv_loop_t* loop,
 
 // Releases what the backend holds on the loop before the loop closes (the simulator's timers
 // and guest processes; the backends' in-flight commands are cancelled by their destructors).
-void close_hypervisor(engine::Hypervisor& hv);
+void close_hypervisor(engine::Hypervisor& hv, std::function<void()> done);
 
 }  // namespace agentlab::daemon

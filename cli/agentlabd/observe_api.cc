@@ -212,6 +212,9 @@ void status(ApiContext& ctx, http::Request&, http::ResponseWriter w) {
   out["version"] = ctx.settings.version;
   out["uptime_seconds"] = (ctx.core->clock().mono_ns() - ctx.started_mono_ns) / 1'000'000'000;
   out["backend"] = ctx.settings.backend;
+  json listeners = json::object();
+  for (const auto& [name, addr] : ctx.listeners) listeners[name] = addr;
+  out["listeners"] = std::move(listeners);
   out["last_seq"] = st.last_seq;
   json sandboxes = json::object();
   for (int i = 1; i < projections::kSandboxStateCount; ++i) {
