@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include <yaml-cpp/yaml.h>
@@ -53,6 +52,36 @@ Result<std::string> read_file(const std::string& path) {
   return ss.str();
 }
 
+// [-+]?[0-9]+
+bool is_int(std::string_view v) {
+  if (!v.empty() && (v[0] == '-' || v[0] == '+')) v.remove_prefix(1);
+  return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?  (YAML 1.2 core schema float)
+bool is_float(std::string_view v) {
+  size_t i = 0;
+  auto digits = [&]() {
+    size_t start = i;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') ++i;
+    return i - start;
+  };
+  if (i < v.size() && (v[i] == '-' || v[i] == '+')) ++i;
+  size_t int_digits = digits();
+  size_t frac_digits = 0;
+  if (i < v.size() && v[i] == '.') {
+    ++i;
+    frac_digits = digits();
+  }
+  if (int_digits == 0 && frac_digits == 0) return false;
+  if (i < v.size() && (v[i] == 'e' || v[i] == 'E')) {
+    ++i;
+    if (i < v.size() && (v[i] == '-' || v[i] == '+')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == v.size();
+}
+
 // YAML 1.2 core-schema resolution of a plain scalar, so `max_tokens: 4000` renders as a JSON
 // number and `model: sonnet` as a string, like the reference's YAML decoder into `any`.
 nlohmann::json scalar_to_json(const YAML::Node& n) {
@@ -61,16 +90,14 @@ nlohmann::json scalar_to_json(const YAML::Node& n) {
   if (v.empty() || v == "~" || v == "null" || v == "Null" || v == "NULL") return nullptr;
   if (v == "true" || v == "True" || v == "TRUE") return true;
   if (v == "false" || v == "False" || v == "FALSE") return false;
-  static const std::regex kInt("[-+]?[0-9]+");
-  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
-  if (std::regex_match(v, kInt)) {
+  if (is_int(v)) {
     try {
       return std::stoll(v);
     } catch (...) {
       return std::stod(v);
     }
   }
-  if (std::regex_match(v, kFloat)) return std::stod(v);
+  if (is_float(v)) return std::stod(v);
   return v;
 }
 

@@ -213,6 +213,7 @@ TEST_CASE("happy path: fetch, clone, demo agent commits, upload, COMPLETED") {
   Sandbox sb;
   json payload;
   std::map<std::string, int> modes;
+  std::string askpass, env_sh;
   FakeController ctl([&](const RecordedRequest& r) {
     json body = r.path == "/v1/runner/report" ? json::parse(r.body) : json();
     if (body.is_object() && body.value("message", "") == "agent starting") {
@@ -221,6 +222,13 @@ TEST_CASE("happy path: fetch, clone, demo agent commits, upload, COMPLETED") {
                             "/bootstrap.json", "/task.txt"}) {
         modes[f] = file_mode(sb.secrets + f);
       }
+      // The askpass helper answers git's two prompts from the environment.
+      SpawnOptions o;
+      o.env_set = {{"GIT_USERNAME", "x-access-token"}, {"GIT_TOKEN", "tok-123456"}};
+      auto user = run_process({sb.secrets + "/git-askpass", "Username for 'https://h': "}, o, 10);
+      auto pass = run_process({sb.secrets + "/git-askpass", "Password for 'https://h': "}, o, 10);
+      askpass = (user ? user->out : "?") + (pass ? pass->out : "?");
+      env_sh = read_file(sb.secrets + "/env.sh");
     }
     return default_route(r, payload);
   });
@@ -302,6 +310,8 @@ TEST_CASE("happy path: fetch, clone, demo agent commits, upload, COMPLETED") {
   CHECK(modes["/git-askpass"] == 0700);
   CHECK(modes["/bootstrap.json"] == 0600);
   CHECK(modes["/task.txt"] == 0600);
+  CHECK(askpass == "x-access-token\ntok-123456\n");
+  CHECK(env_sh == "export DEMO_SECRET='" + kEnvSecret + "'\n");
   CHECK(file_mode(sb.secrets) == 0700);
   CHECK(run_ok({"ls", "-A", sb.secrets}).empty());
 
@@ -585,4 +595,24 @@ TEST_CASE("SIGTERM to the runner stops the agent and reports FAILED") {
   const json fin = reports(ctl).back();
   CHECK(fin["status"] == "FAILED");
   CHECK(fin["message"] == "runner stopped before the agent finished");
+}
+
+TEST_CASE("file:// repo URLs and commit ids as refs work") {
+  Sandbox sb;
+  json payload;
+  FakeController ctl([&](const RecordedRequest& r) { return default_route(r, payload); });
+  payload = sb.payload(ctl.url(), "file url");
+  payload["job"]["repo_url"] = "file://" + sb.origin;
+  std::string first = sb.head(sb.origin);
+  write_file(sb.origin + "/second.txt", "2\n");
+  run_ok({"git", "-C", sb.origin, "add", "second.txt"});
+  run_ok({"git", "-C", sb.origin, "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m",
+          "second"});
+  payload["job"]["ref"] = first;
+  sb.write_bootstrap(ctl.url());
+  REQUIRE(sb.run_to_end() == 0);
+  const json fin = reports(ctl).back();
+  CHECK(fin["status"] == "COMPLETED");
+  CHECK(fin["result"]["start_commit"] == first);
+  CHECK_FALSE(exists(sb.repo + "/second.txt"));
 }
