@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "adapters/guest/bootstrap_payload.h"
 #include "adapters/guest/process.h"
 #include "tests/adapters/guest/fake_controller.h"
 #include "tests/adapters/guest/test_util.h"
@@ -80,20 +81,20 @@ struct Sandbox {
                0600);
   }
 
+  // Rendered by the daemon's own payload builder, so these tests pin the runner to it.
   json payload(const std::string& controller, const std::string& task) {
-    return json{{"job",
-                 {{"id", "job_0123456789abcdef"},
-                  {"repo_url", origin},
-                  {"ref", "main"},
-                  {"task", task},
-                  {"mode", "dangerous"},
-                  {"profile", "yolo"}}},
-                {"git", {{"token", kGitToken}, {"username", "x-access-token"}}},
-                {"env", {{"DEMO_SECRET", kEnvSecret}}},
-                {"claude_settings_json", R"({"model":"sonnet"})"},
-                {"artifact", {{"endpoint", controller + "/upload"}, {"token", kArtifactToken}}},
-                {"policy", {{"mode", "dangerous"}}},
-                {"report_token", kReportToken}};
+    SecretsBundle bundle;
+    bundle.git.token = kGitToken;
+    bundle.git.username = "x-access-token";
+    bundle.env["DEMO_SECRET"] = kEnvSecret;
+    bundle.claude_settings_json = R"({"model":"sonnet"})";
+    BootstrapPayloadInput in;
+    in.job = {"job_0123456789abcdef", origin, "main", task, "dangerous", "yolo", false, 0};
+    in.bundle = &bundle;
+    in.artifact_endpoint = controller + "/upload";
+    in.artifact_token = kArtifactToken;
+    in.report_token = kReportToken;
+    return json::parse(render_bootstrap_payload(in));
   }
 
   std::vector<std::pair<std::string, std::string>> base_env() {
