@@ -61,7 +61,12 @@ struct SecretsStoreConfig {
 Result<std::string> locate_bundle(std::string_view name, const SecretsStoreConfig& cfg);
 
 // §8.2 + §8.3: locate, decrypt, parse. Reads the files on every call (no caching), so a rotated
-// bundle takes effect at once. Blocking (file reads, possibly a sops child process).
+// bundle takes effect at once. Blocking (file reads, possibly a sops child process): call it
+// from the thread pool, not the loop thread.
+// ErrorCode::not_found comes only from the lookup ("bundle <name> not found"): the daemon
+// treats it as "this job has no secrets" (README decision 15); every other error is a broken
+// bundle or key (forbidden: plaintext refused or no identity matched; corrupt: damaged file;
+// invalid_argument: bad key file or schema; io_error: unreadable; unavailable: sops failed).
 Result<SecretsBundle> load_bundle(std::string_view name, const SecretsStoreConfig& cfg);
 
 // The bootstrap payload parts from a bundle: `git` (when any field is set; empty fields
