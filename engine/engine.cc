@@ -36,8 +36,10 @@ Result<Outcome> Engine::execute(const Command& command, const Renderer& render) 
   if (!decision) return std::unexpected(decision.error());
   Decision& d = *decision;
   std::string_view key = idempotency_key_of(command);
-  const bool record = !key.empty() && !d.outcome.replayed && !d.outcome.error;
-  if (!d.events.empty() || record) {
+  // Only a request that changed something is recorded: one that merely requested an effect
+  // (workspace create before its volume exists) has no result to return yet.
+  const bool record = !key.empty() && !d.outcome.replayed && !d.outcome.error && !d.events.empty();
+  if (!d.events.empty()) {
     // Fold first at the seqs the log will assign (the engine is the only writer), so the
     // idempotency record can be rendered from the resulting state and committed in the same
     // batch. If the append fails, the projections are rebuilt from the log.

@@ -35,7 +35,8 @@ class Engine {
   // effects to the sink and returns the outcome. On any error nothing is appended and no
   // effect is requested. A command whose idempotency key was already applied returns the
   // recorded response (outcome.replayed) and appends nothing. When the command carries a key,
-  // a request.recorded event with render(outcome, state) is part of the same batch.
+  // a request.recorded event with render(outcome, state) is part of the same batch (only when
+  // the decision appends events: a request that only asked for an effect is not recorded).
   Result<Outcome> execute(const Command& command, const Renderer& render = {});
 
   const projections::State& state() const { return state_; }
