@@ -56,7 +56,9 @@
 namespace agentlab::http {
 
 struct ServerOptions {
-  uint64_t max_header_bytes = 64 * 1024;  // request line + header fields
+  // Request line + header fields. http-parser has its own fixed cap of 80 KiB, so larger values
+  // act as 80 KiB.
+  uint64_t max_header_bytes = 64 * 1024;
   uint64_t max_body_bytes = 1024 * 1024;  // default per-route body limit (JSON routes: 1 MiB)
   std::chrono::milliseconds header_timeout{5000};
   std::chrono::milliseconds idle_timeout{120000};
@@ -101,7 +103,8 @@ class Server {
   // Graceful stop: closes every listener at once (new connections are refused), closes idle
   // connections, lets exchanges in progress finish (their connections close after the
   // response), and after `grace` force-closes whatever is left (long-lived streams). `done`
-  // runs on the loop once every handle is closed. Calling it again only adds nothing.
+  // runs on the loop once every handle is closed (at once, inside this call, if nothing was open).
+  // Calling it again with zero grace force-closes what is left; it never runs `done` twice.
   void shutdown(std::chrono::milliseconds grace, std::function<void()> done = {});
 
   // Immediate stop: like shutdown() with zero grace.
