@@ -63,7 +63,7 @@ int wait_for_job(Ctx& ctx, const std::string& job_id) {
   };
   // after=0 replays the job's history first, so nothing committed before we connected is lost.
   const std::string path =
-      "/v1/events/stream?aggregate=" + url_escape("job:" + job_id) + "&after=0";
+      "/v1/events/stream?aggregate=" + query_escape("job:" + job_id) + "&after=0";
   auto streamed = ctx.http().stream("GET", path, std::nullopt, handlers);
   if (!streamed) {
     if (streamed.error().code == ErrorCode::cancelled) {
@@ -172,7 +172,7 @@ int cmd_job_artifacts_download(Ctx& ctx, const Options& o) {
     return !write_failed;
   };
   const std::string apath = field_text(*artifact, "path");
-  const std::string path = job_path(o.job_id) + "/artifacts/download?path=" + url_escape(apath);
+  const std::string path = job_path(o.job_id) + "/artifacts/download?path=" + query_escape(apath);
   auto response = ctx.http().stream("GET", path, std::nullopt, handlers);
   if (!response) return ctx.request_error(response.error());
   if (response->status >= 400) return ctx.request_error(http_error(*response));

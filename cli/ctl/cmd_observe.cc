@@ -55,7 +55,7 @@ int follow_stream(Ctx& ctx, const std::string& path, long long limit,
 
 std::string query(const std::vector<std::pair<std::string, std::string>>& params) {
   std::string q;
-  for (const auto& [k, v] : params) q += (q.empty() ? "?" : "&") + k + "=" + url_escape(v);
+  for (const auto& [k, v] : params) q += (q.empty() ? "?" : "&") + k + "=" + query_escape(v);
   return q;
 }
 

@@ -232,11 +232,14 @@ Error http_error(const HttpResponse& response) {
   return Error(code, message, static_cast<int>(response.status));
 }
 
-std::string url_escape(std::string_view text) {
+namespace {
+
+std::string escape(std::string_view text, std::string_view keep) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        keep.find(static_cast<char>(c)) != std::string_view::npos) {
       out += static_cast<char>(c);
     } else {
       out += '%';
@@ -245,6 +248,16 @@ std::string url_escape(std::string_view text) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::string url_escape(std::string_view text) {
+  return escape(text, "");
+}
+
+std::string query_escape(std::string_view text) {
+  return escape(text, ":/@,");
 }
 
 }  // namespace agentlab::ctl

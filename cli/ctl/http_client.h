@@ -67,7 +67,11 @@ class HttpClient {
 // library_code holds the HTTP status; the code follows it (404 not_found, 409 conflict, ...).
 Error http_error(const HttpResponse& response);
 
-// Percent-encodes one path segment or query value (RFC 3986 unreserved characters kept).
+// Percent-encodes one path segment (RFC 3986 unreserved characters kept).
 std::string url_escape(std::string_view text);
+
+// Percent-encodes one query value, keeping also ':' '/' '@' ',' (legal in a query), so
+// `aggregate=job:job_x` and `path=logs/run.txt` travel as written.
+std::string query_escape(std::string_view text);
 
 }  // namespace agentlab::ctl

@@ -169,7 +169,7 @@ TEST_CASE("job run --wait follows the event stream to the job's outcome") {
     FakeResponse stream;
     stream.chunks = job_stream(c.last_event);
     stream.hold_open = true;  // the client has to stop on the terminal event by itself
-    d.on("GET", "/v1/events/stream?aggregate=job%3A" + kJobId + "&after=0", stream);
+    d.on("GET", "/v1/events/stream?aggregate=job:" + kJobId + "&after=0", stream);
     d.on_json("GET", "/v1/jobs/" + kJobId + "?events_tail=0", 200, job_with_status(c.status));
     Run r = ctl(d, {"job", "run", "--wait", "--repo", "r", "--task", "t", "--profile", "p"});
     CHECK(r.code == c.exit_code);
@@ -190,7 +190,7 @@ TEST_CASE("job run --wait on a terminal redraws a progress block; --json prints 
   FakeResponse stream;
   stream.chunks = job_stream(event(6, "2026-01-30T12:00:40Z", "job.completed"));
   stream.hold_open = true;
-  d.on("GET", "/v1/events/stream?aggregate=job%3A" + kJobId + "&after=0", stream);
+  d.on("GET", "/v1/events/stream?aggregate=job:" + kJobId + "&after=0", stream);
   d.on_json("GET", "/v1/jobs/" + kJobId + "?events_tail=0", 200, job_with_status("COMPLETED"));
   Run tty = ctl(d, {"job", "run", "--repo", "r", "--task", "t", "--profile", "p", "--wait"},
                 {.tty = true});
@@ -209,7 +209,7 @@ TEST_CASE("job run --wait: a stream that ends before the job does is a failure")
   d.on_json("POST", "/v1/jobs", 201, kJob);
   FakeResponse stream;
   stream.chunks = {event(1, "2026-01-30T12:00:00Z", "job.created")};  // then the stream ends
-  d.on("GET", "/v1/events/stream?aggregate=job%3A" + kJobId + "&after=0", stream);
+  d.on("GET", "/v1/events/stream?aggregate=job:" + kJobId + "&after=0", stream);
   d.on_json("GET", "/v1/jobs/" + kJobId + "?events_tail=0", 200, job_with_status("RUNNING"));
   Run r = ctl(d, {"job", "run", "--repo", "r", "--task", "t", "--profile", "p", "--wait"});
   CHECK(r.code == 1);
@@ -281,7 +281,7 @@ TEST_CASE("job artifacts download streams the file, verifies it and fsyncs it in
   // --path is escaped into the query; --json prints one compact object.
   FakeResponse small;
   small.body = "abc";
-  d.on("GET", "/v1/jobs/" + kJobId + "/artifacts/download?path=logs%2Frun%201.txt", small);
+  d.on("GET", "/v1/jobs/" + kJobId + "/artifacts/download?path=logs/run%201.txt", small);
   Run j = ctl(d, {"--json", "job", "artifacts", "download", kJobId, "--path", "logs/run 1.txt",
                   "--out", d.dir() + "/x.txt"});
   CHECK(j.code == 0);
@@ -450,7 +450,7 @@ TEST_CASE("logs: the tail, then --follow over the event stream until interrupted
       "\n"};
   stream.hold_open = true;
   stream.after = [&cancel] { cancel = true; };  // the user presses Ctrl-C
-  d.on("GET", "/v1/events/stream?aggregate=sandbox%3A1020&after=11", stream);
+  d.on("GET", "/v1/events/stream?aggregate=sandbox:1020&after=11", stream);
   Run f = ctl(d, {"logs", "1020", "--follow"}, {.cancel = &cancel});
   CHECK(f.code == 0);
   CHECK(f.out.ends_with("2026-01-30T03:15:00Z\tjob.report\tjob=job_1\trepo ready\n"));
@@ -492,7 +492,7 @@ TEST_CASE("events: a page, filters, and --follow with --limit") {
       R"({"events":[)" +
       event(6, "2026-01-30T12:00:40Z", "job.report", R"(,"msg":"agent finished")") +
       R"(],"last_seq":6})";
-  d.on_json("GET", "/v1/events?after=5&limit=10&kind=job.report&aggregate=job%3A" + kJobId, 200,
+  d.on_json("GET", "/v1/events?after=5&limit=10&kind=job.report&aggregate=job:" + kJobId, 200,
             page);
   Run r =
       ctl(d, {"events", "--after", "5", "--limit", "10", "--kind", "job.report", "--job", kJobId});
@@ -504,7 +504,7 @@ TEST_CASE("events: a page, filters, and --follow with --limit") {
   CHECK(ctl(d, {"events", "--job", kJobId, "--after", "5", "--limit", "10", "--kind", "job.report",
                 "--json"})
             .out == pretty_json(page));
-  d.on_json("GET", "/v1/events?aggregate=sandbox%3A1020", 200, R"({"events":[],"last_seq":9})");
+  d.on_json("GET", "/v1/events?aggregate=sandbox:1020", 200, R"({"events":[],"last_seq":9})");
   CHECK(ctl(d, {"events", "--sandbox", "1020"}).out == "SEQ  TIME  KIND  AGGREGATE  MESSAGE\n");
   CHECK(ctl(d, {"events", "--sandbox", "1020", "--job", "j"}).code == 2);
 

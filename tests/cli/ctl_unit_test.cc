@@ -11,6 +11,7 @@
 #include "cli/ctl/artifacts.h"
 #include "cli/ctl/commands.h"
 #include "cli/ctl/duration.h"
+#include "cli/ctl/http_client.h"
 #include "cli/ctl/parsers.h"
 #include "cli/ctl/progress.h"
 #include "cli/ctl/render.h"
@@ -481,4 +482,12 @@ TEST_CASE("error lines: daemon down names the socket and how to start agentlabd"
                      "; is agentlabd running? Start it with 'agentlabd --config "
                      "/etc/agentlab/config.yaml' (or 'scripts/quickstart' for a local demo), or "
                      "point --socket / AGENTLAB_SOCKET at its socket\n");
+}
+
+TEST_CASE("path segments and query values are percent-encoded") {
+  CHECK(url_escape("job_3f9a") == "job_3f9a");
+  CHECK(url_escape("my ws/x") == "my%20ws%2Fx");
+  CHECK(query_escape("job:job_1") == "job:job_1");
+  CHECK(query_escape("logs/run 1.txt") == "logs/run%201.txt");
+  CHECK(query_escape("a&b=c?") == "a%26b%3Dc%3F");
 }
