@@ -426,7 +426,7 @@ class SimCoreOps {
         vm.lock.clear();
         return;
       }
-      drop_vm(vmid);
+      drop_vm(vmid, e.value("unreferenced", false));
     } else if (type == "qmsuspend") {
       if (vm.status == "running") vm.status = "paused";
     } else if (type == "qmresume") {
@@ -467,12 +467,21 @@ class SimCoreOps {
     if (was_up && c_.observer_) c_.observer_->guest_halt(vm.vmid);
   }
 
-  void drop_vm(int vmid) {
+  // Removes the VM and the volumes its config references (disks, unused disks, cloud-init), as
+  // `qm destroy` does; with unreferenced=true also every volume it owns
+  // (destroy-unreferenced-disks). A detached volume owned by the VM therefore survives, like on a
+  // real node.
+  void drop_vm(int vmid, bool unreferenced = false) {
     auto it = s_.vms.find(vmid);
     if (it == s_.vms.end()) return;
     power_off(it->second);
+    std::set<std::string> referenced;
+    for (auto c = it->second.config.begin(); c != it->second.config.end(); ++c)
+      if (is_disk_key(c.key())) referenced.insert(volid_of(c.value().get<std::string>()));
     for (auto v = s_.volumes.begin(); v != s_.volumes.end();)
-      v = v->second.vmid == vmid ? s_.volumes.erase(v) : std::next(v);
+      v = referenced.contains(v->first) || (unreferenced && v->second.vmid == vmid)
+              ? s_.volumes.erase(v)
+              : std::next(v);
     s_.vms.erase(it);
   }
 
@@ -1176,8 +1185,9 @@ ApiResponse SimCoreOps::vm_op(const std::string& method, const std::string& tpl,
     if (auto l = locked()) return *l;
     if (vm.status != "stopped") return err(500, "VM " + id + " is running - destroy failed");
     vm.lock = "destroyed";
-    return ok(new_task("qmdestroy", id, user, c_.scaled_ns(c_.latency_.sample(Op::destroy, ctx)),
-                       {{"vmid", vmid}}));
+    return ok(
+        new_task("qmdestroy", id, user, c_.scaled_ns(c_.latency_.sample(Op::destroy, ctx)),
+                 {{"vmid", vmid}, {"unreferenced", truthy(get("destroy-unreferenced-disks"))}}));
   }
   if (method == "POST" && tpl.starts_with("/nodes/{node}/qemu/{vmid}/status/")) {
     std::string action = tpl.substr(tpl.rfind('/') + 1);
