@@ -401,6 +401,7 @@ int Connection::cb_message_begin(http_parser* p) {
   c->value_.clear();
   c->last_was_value_ = false;
   c->parse_error_status_ = 0;
+  c->req_start_ns_ = uv_hrtime();
   c->building_ = std::make_shared<Exchange>();
   c->building_->conn = c;
   c->building_->request.peer = c->peer_;
@@ -514,6 +515,9 @@ void Connection::after_headers() {
   head_request_ = req.method == "HEAD";
   if (server_->shutting_down()) keep_alive_ = false;
   req_state_ = ReqState::body;
+  record_pending_ = true;
+  record_method_ = req.method;
+  record_route_ = nullptr;
   set_timer(o.body_timeout.count() > 0 && has_body_ ? TimerMode::body : TimerMode::none);
 
   if (parser_.upgrade) {
@@ -563,6 +567,7 @@ void Connection::after_headers() {
     return;
   }
   building_->route = m.route;
+  record_route_ = &m.route->pattern;
   req.params = std::move(m.params);
   body_limit_ = m.route->options.max_body_bytes.value_or(o.max_body_bytes);
   if (req.content_length && *req.content_length > body_limit_) {
@@ -682,6 +687,7 @@ bool Connection::respond(int status, std::string body, std::string_view content_
   if (closed_ || resp_started_) return false;
   resp_started_ = true;
   resp_complete_ = true;
+  resp_status_ = status;
   if (cur_ != nullptr) cur_->started = true;
   if (!body_done()) {
     // Answered before the body was read (a rejection): the rest of it is not read.
@@ -705,6 +711,7 @@ bool Connection::start_stream(Exchange* ex, int status, std::string_view content
                               std::optional<uint64_t> content_length, const HeaderList& extra) {
   if (ex != cur_ || closed_ || resp_started_) return false;
   resp_started_ = true;
+  resp_status_ = status;
   ex->started = true;
   if (!body_done()) {
     keep_alive_ = false;
@@ -806,6 +813,7 @@ void Connection::on_write(uv_write_t* req, int status) {
 
 void Connection::maybe_finish_exchange() {
   if (closed_ || lingering_ || !resp_complete_ || writes_pending_ > 0) return;
+  report_request(true);
   detach_exchange(false);
   if (!body_done() || discard_body_) {
     start_linger();
@@ -825,6 +833,7 @@ void Connection::reset_for_next_request() {
   resp_chunked_ = false;
   resp_length_.reset();
   resp_written_ = 0;
+  resp_status_ = 0;
   keep_alive_ = true;
   head_request_ = false;
   discard_body_ = false;
@@ -836,6 +845,20 @@ void Connection::reset_for_next_request() {
   if (in_process_) return;  // the running parse loop picks up the next request
   process();
   update_reading();
+}
+
+void Connection::report_request(bool completed) {
+  if (!record_pending_) return;
+  record_pending_ = false;
+  const auto& cb = server_->options().on_request_done;
+  if (!cb) return;
+  RequestRecord r;
+  r.method = record_method_;
+  r.route = record_route_ != nullptr ? std::string_view(*record_route_) : std::string_view();
+  r.status = resp_status_;
+  r.duration = std::chrono::nanoseconds(uv_hrtime() - req_start_ns_);
+  r.completed = completed;
+  cb(r);
 }
 
 void Connection::start_linger() {
@@ -949,6 +972,7 @@ void Connection::force_close() {
     reading_active_ = false;
   }
   uv_timer_stop(&timer_);
+  report_request(resp_complete_ && writes_pending_ == 0);
   detach_exchange(true);
   uv_close(handle(), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), on_closed);

@@ -139,6 +139,7 @@ class Connection {
                             std::optional<uint64_t> content_length, bool chunked,
                             const HeaderList& extra);
   void reset_for_next_request();
+  void report_request(bool completed);
 
   Server* server_;
   bool is_unix_;
@@ -176,6 +177,13 @@ class Connection {
   bool has_body_ = false;
   bool in_process_ = false;
   std::vector<std::function<void(bool)>> failed_writes_;  // run with false once closed
+
+  // For ServerOptions::on_request_done.
+  uint64_t req_start_ns_ = 0;
+  bool record_pending_ = false;
+  std::string record_method_;
+  const std::string* record_route_ = nullptr;
+  int resp_status_ = 0;
 
   // Response to the current request.
   bool keep_alive_ = true;

@@ -68,7 +68,8 @@ void Router::add(std::string_view method, std::string_view pattern, Handler hand
   for (const auto& r : target->routes) {
     if (r.method == method) bad_route(method, pattern, "registered twice");
   }
-  target->routes.push_back(Route{std::string(method), std::move(handler), options});
+  target->routes.push_back(
+      Route{std::string(method), std::move(handler), options, std::string(pattern)});
 }
 
 Router::Match Router::match(std::string_view method, std::string_view raw_path) const {

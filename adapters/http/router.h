@@ -63,6 +63,7 @@ class Router {
     std::string method;
     Handler handler;
     RouteOptions options;
+    std::string pattern;  // as given to add(), e.g. "/v1/jobs/{id}" (a metrics label)
   };
 
   struct Match {

@@ -55,6 +55,18 @@
 
 namespace agentlab::http {
 
+// One finished exchange, for metrics (agentlab_api_duration_seconds{route,code}) and access
+// logs. The views are valid only during the callback.
+struct RequestRecord {
+  std::string_view method;
+  std::string_view route;  // the matched pattern ("/v1/jobs/{id}"); "" when none matched
+  int status = 0;          // 0 when no response was started
+  // From the first byte of the request to the last byte of the response handed to the kernel
+  // (or to the moment the connection closed).
+  std::chrono::nanoseconds duration{0};
+  bool completed = false;  // false: the connection closed before the response was all written
+};
+
 struct ServerOptions {
   // Request line + header fields. http-parser has its own fixed cap of 80 KiB, so larger values
   // act as 80 KiB.
@@ -69,6 +81,9 @@ struct ServerOptions {
   std::chrono::milliseconds linger_timeout{2000};
   // Name used in log lines ("api", "guest", "metrics", "sim").
   std::string name = "http";
+  // Called on the loop thread once per request that reached the end of its headers (routed or
+  // not), when its response has been written or its connection closed. Must not throw.
+  std::function<void(const RequestRecord&)> on_request_done;
 };
 
 class Listener;

@@ -737,3 +737,53 @@ TEST_CASE("graceful shutdown: the grace period ends streams that never finish") 
   CHECK(c.wait_closed());
   f.lt.run([&] { f.server.reset(); });
 }
+
+TEST_CASE("on_request_done: one record per request with route pattern, status and duration") {
+  std::mutex mu;
+  std::vector<std::tuple<std::string, std::string, int, bool, int64_t>> records;
+  Latch<bool> got_three;
+  Latch<bool> got_four;
+  Latch<bool> parked_one;
+  std::vector<ResponseWriter> parked;  // never answered; dropped when the client leaves
+  Fixture f;
+  ServerOptions o;
+  o.on_request_done = [&](const RequestRecord& r) {
+    std::lock_guard<std::mutex> lk(mu);
+    records.emplace_back(std::string(r.method), std::string(r.route), r.status, r.completed,
+                         r.duration.count());
+    if (records.size() == 3) got_three.set(true);
+    if (records.size() == 4) got_four.set(true);
+  };
+  Router r = basic_router();
+  r.get("/park", [&parked, &parked_one](Request&, ResponseWriter w) {
+    parked.push_back(w);
+    parked_one.set(true);
+  });
+  REQUIRE(f.start(std::move(r), o));
+  auto c = RawClient::tcp(f.port);
+  REQUIRE(c.send(get("/v1/jobs/j1")));
+  REQUIRE(c.read_response());
+  REQUIRE(c.send(get("/nope")));
+  REQUIRE(c.read_response());
+  REQUIRE(c.send("PUT /v1/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"));
+  REQUIRE(c.read_response());
+  REQUIRE(got_three.wait());
+  auto c2 = RawClient::tcp(f.port);
+  REQUIRE(c2.send(get("/park")));
+  REQUIRE(parked_one.wait());
+  c2.close();
+  REQUIRE(got_four.wait());
+  std::lock_guard<std::mutex> lk(mu);
+  REQUIRE(records.size() == 4);
+  CHECK(std::get<0>(records[0]) == "GET");
+  CHECK(std::get<1>(records[0]) == "/v1/jobs/{id}");
+  CHECK(std::get<2>(records[0]) == 200);
+  CHECK(std::get<3>(records[0]));
+  CHECK(std::get<4>(records[0]) > 0);
+  CHECK(std::get<1>(records[1]).empty());
+  CHECK(std::get<2>(records[1]) == 404);
+  CHECK(std::get<2>(records[2]) == 405);
+  CHECK(std::get<1>(records[3]) == "/park");
+  CHECK(std::get<2>(records[3]) == 0);
+  CHECK_FALSE(std::get<3>(records[3]));
+}
