@@ -190,7 +190,7 @@ void QmShellHypervisor::configure(int vmid, const engine::VmConfigSpec& spec, Do
 
   auto resize = [this, vmid, gb = spec.root_disk_gb](Done<void> next) {
     if (gb <= 0) return next({});
-    simple({"resize", std::to_string(vmid), options_.root_disk, std::to_string(gb) + "G"},
+    simple({"disk", "resize", std::to_string(vmid), options_.root_disk, std::to_string(gb) + "G"},
            std::move(next));
   };
   if (args.size() == 2) {

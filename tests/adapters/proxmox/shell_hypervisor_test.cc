@@ -91,7 +91,7 @@ TEST_CASE("configure: corrected options in a fixed order, then resize") {
   Fixture f;
   f.tools.script("qm", R"(
   "set 101 --name sandbox-101 --cores 4 --memory 4096 --affinity 0-3 --net0 virtio,bridge=vmbr1,firewall=1 --cicustom user=local:snippets/ci.yaml --ipconfig0 ip=dhcp") ;;
-  "resize 101 scsi0 40G") ;;
+  "disk resize 101 scsi0 40G") ;;
   "set 102 --cores 2") ;;
   "set 404 --cores 2") )" + std::string(kMissing));
   engine::VmConfigSpec all;
@@ -110,7 +110,7 @@ TEST_CASE("configure: corrected options in a fixed order, then resize") {
             "qm set 101 --name sandbox-101 --cores 4 --memory 4096 --affinity 0-3 --net0 "
             "virtio,bridge=vmbr1,firewall=1 --cicustom user=local:snippets/ci.yaml --ipconfig0 "
             "ip=dhcp",
-            "qm resize 101 scsi0 40G"});
+            "qm disk resize 101 scsi0 40G"});
 
   f.tools.clear();
   CHECK(f.run([&](auto d) { f.hv->configure(102, {}, d); }));  // nothing set: no command
