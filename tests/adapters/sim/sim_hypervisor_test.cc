@@ -61,9 +61,10 @@ struct Outcome<void> {
   std::optional<Error> error;
 };
 
-// Calls an async Hypervisor method and runs the loop until it completes. The result is taken
-// apart inside the callback (value or error copied out) rather than moving the Result itself,
-// which GCC 12.2 miscompiled here (a moved-from expected<T, Error> kept sharing its string).
+// Calls an async Hypervisor method and runs the loop until it completes. The result is copied
+// out inside the callback (value or error) rather than moving the Result into an optional: one
+// build of this test showed a moved Result<vector<...>> still sharing its error string with the
+// moved-from one (valgrind); the cause was not pinned down, copying sidesteps it.
 template <class T, class F>
 Result<T> sync(Loop& loop, F&& fn) {
   Outcome<T> out;
