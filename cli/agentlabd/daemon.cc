@@ -194,6 +194,10 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
   control.any("/health", health);
   http::ServerOptions control_opts;
   control_opts.name = "api";
+  control_opts.on_request_done = [&metrics](const http::RequestRecord& r) {
+    metrics.observe_api(r.route.empty() ? std::string("unmatched") : std::string(r.route), r.status,
+                        r.duration.count());
+  };
   http::Server control_server(&loop, std::move(control), control_opts);
 
   http::Router bootstrap;
@@ -219,7 +223,8 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
   // host:port with the kernel-chosen port filled in.
   auto bound = [](const std::string& listen, int port) {
     auto colon = listen.rfind(':');
-    return (colon == std::string::npos ? listen : listen.substr(0, colon)) + ":" + std::to_string(port);
+    return (colon == std::string::npos ? listen : listen.substr(0, colon)) + ":" +
+           std::to_string(port);
   };
   if (exit_code == 0) {
     if (auto r = bootstrap_server.listen_tcp(o.bootstrap_listen); !r) {

@@ -13,6 +13,7 @@
 
 #include "adapters/api/params.h"
 #include "adapters/api/request_json.h"
+#include "adapters/guest/bootstrap_payload.h"
 #include "adapters/guest/secrets_bundle.h"
 #include "engine/id_source.h"
 #include "events/kinds.h"
@@ -93,37 +94,39 @@ constexpr std::array<FieldSpec, 2> kFetchFields = {{
     {"vmid", FieldType::integer},
 }};
 
-json build_payload(const ApiContext& ctx, const projections::Job& job,
-                   const engine::Profile* profile, const json& bundle_fields,
-                   const std::string& artifact_token) {
-  json j = json::object();
-  j["id"] = job.id;
-  j["repo_url"] = job.repo_url;
-  j["ref"] = job.ref.empty() ? "main" : job.ref;
-  if (!job.task.empty()) j["task"] = job.task;
-  j["mode"] = job.mode.empty() ? "dangerous" : job.mode;
-  if (!job.profile.empty()) j["profile"] = job.profile;
-  if (job.keepalive) j["keepalive"] = true;
-  if (job.ttl_minutes > 0) j["ttl_minutes"] = job.ttl_minutes;
-  json out = json::object();
-  out["job"] = std::move(j);
-  for (const char* key : {"git", "env", "claude_settings_json"})
-    if (bundle_fields.contains(key)) out[key] = bundle_fields[key];
-  out["artifact"] = json{{"endpoint", ctx.settings.artifact_upload_url}, {"token", artifact_token}};
-  json policy = json::object();
-  policy["mode"] = job.mode.empty() ? "dangerous" : job.mode;
-  if (profile != nullptr && !profile->inner_sandbox.empty()) {
-    policy["inner_sandbox"] = profile->inner_sandbox;
-    if (!profile->inner_sandbox_args.empty())
-      policy["inner_sandbox_args"] = profile->inner_sandbox_args;
+// The payload is rendered by the guest library, next to the runner that reads it, so the one
+// daemon/guest contract lives in one place.
+std::string build_payload(const ApiContext& ctx, const projections::Job& job,
+                          const engine::Profile* profile, const guest::SecretsBundle* bundle,
+                          const std::string& artifact_token) {
+  guest::BootstrapPayloadInput in;
+  in.job.id = job.id;
+  in.job.repo_url = job.repo_url;
+  in.job.ref = job.ref;
+  in.job.task = job.task;
+  in.job.mode = job.mode;
+  in.job.profile = job.profile;
+  in.job.keepalive = job.keepalive;
+  in.job.ttl_minutes = job.ttl_minutes;
+  in.bundle = bundle;
+  in.artifact_endpoint = ctx.settings.artifact_upload_url;
+  in.artifact_token = artifact_token;
+  // One per-job bearer credential for uploads and reports; it dies with the job (decision 9).
+  in.report_token = artifact_token;
+  if (profile != nullptr) {
+    in.inner_sandbox = profile->inner_sandbox;
+    in.inner_sandbox_args = profile->inner_sandbox_args;
+    std::string word;
+    for (char c : profile->agent_command + " ") {
+      if (c == ' ' || c == '\t') {
+        if (!word.empty()) in.agent_command.push_back(std::move(word));
+        word.clear();
+      } else {
+        word += c;
+      }
+    }
   }
-  out["policy"] = std::move(policy);
-  // Ours: the report credential (decision 9) and the profile's agent command. The report token
-  // is the job's artifact token: one per-job bearer credential that dies with the job.
-  out["report_token"] = artifact_token;
-  if (profile != nullptr && !profile->agent_command.empty())
-    out["agent_command"] = profile->agent_command;
-  return out;
+  return guest::render_bootstrap_payload(in);
 }
 
 void bootstrap_fetch(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
@@ -175,12 +178,11 @@ void bootstrap_fetch(ApiContext& ctx, http::Request& req, http::ResponseWriter w
       [](uv_work_t* r, int) {
         std::unique_ptr<Work> wk(static_cast<Work*>(r->data));
         ApiContext& ctx = *wk->ctx;
-        json bundle_fields = json::object();
+        std::shared_ptr<guest::SecretsBundle> bundle;
         if (wk->bundle) {
-          bundle_fields = guest::bundle_payload_fields(*wk->bundle);
-          for (const auto& v : guest::bundle_secret_values(*wk->bundle))
-            ctx.redactor->add_literal(v);
-          for (const auto& [k, v] : wk->bundle->env) ctx.redactor->add_key(k);
+          bundle = std::make_shared<guest::SecretsBundle>(std::move(*wk->bundle));
+          for (const auto& v : guest::bundle_secret_values(*bundle)) ctx.redactor->add_literal(v);
+          for (const auto& [k, v] : bundle->env) ctx.redactor->add_key(k);
         } else if (wk->bundle.error().code != ErrorCode::not_found) {
           // A broken bundle is an operator problem; the token stays usable for a retry.
           spdlog::get("guest")
@@ -191,18 +193,18 @@ void bootstrap_fetch(ApiContext& ctx, http::Request& req, http::ResponseWriter w
         engine::RecordBootstrapFetch cmd{wk->vmid, wk->token};
         auto writer = wk->writer;
         int32_t vmid = wk->vmid;
-        ctx.core->execute(
-            cmd, [&ctx, writer, vmid, bundle_fields](Result<engine::Outcome> r) mutable {
-              if (!r) return reply_error(writer, r.error());
-              ctx.redactor->add_literal(r->secret);
-              const auto* job = projections::get_job(ctx.core->state(), r->job_id);
-              if (job == nullptr) return (void)writer.error(404, "job not found");
-              const engine::Profile* profile = nullptr;
-              if (auto p = ctx.core->profiles().find(job->profile); p != ctx.core->profiles().end())
-                profile = &p->second;
-              (void)vmid;
-              writer.json(200, build_payload(ctx, *job, profile, bundle_fields, r->secret));
-            });
+        ctx.core->execute(cmd, [&ctx, writer, vmid, bundle](Result<engine::Outcome> r) mutable {
+          if (!r) return reply_error(writer, r.error());
+          ctx.redactor->add_literal(r->secret);
+          const auto* job = projections::get_job(ctx.core->state(), r->job_id);
+          if (job == nullptr) return (void)writer.error(404, "job not found");
+          const engine::Profile* profile = nullptr;
+          if (auto p = ctx.core->profiles().find(job->profile); p != ctx.core->profiles().end())
+            profile = &p->second;
+          (void)vmid;
+          writer.send(200, build_payload(ctx, *job, profile, bundle.get(), r->secret) + "\n",
+                      "application/json");
+        });
       });
 }
 
@@ -313,6 +315,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
   int writes_in_flight = 0;
   bool body_done = false;
   bool failed = false;
+  bool finishing = false;  // finish() runs once: resume_body() may deliver the end re-entrantly
   std::shared_ptr<Upload> self;
 
   ~Upload() {
@@ -393,6 +396,8 @@ struct Upload : std::enable_shared_from_this<Upload> {
   }
 
   void finish() {
+    if (finishing) return;
+    finishing = true;
     if (size == 0) return fail_with(400, "artifact body is empty");
     uv_fs_t r;
     int rc = uv_fs_fsync(nullptr, &r, fd, nullptr);  // durable before it is recorded

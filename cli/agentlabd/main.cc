@@ -1,7 +1,7 @@
 // agentlabd: the agentlab daemon. Loads /etc/agentlab/config.yaml (or --config) and the
 // profiles directory, then runs until SIGTERM/SIGINT.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -98,9 +98,11 @@ daemon::DaemonOptions build_options(const config::Config& c, const config::Profi
   o.engine.provisioning_timeout_ns = ns(c.provisioning_timeout);
   o.engine.concurrency_cap = c.max_concurrent_jobs;
   o.engine.bootstrap_token_ttl_ns = ns(c.bootstrap_token_ttl);
-  o.engine.artifact_token_ttl_ns = static_cast<int64_t>(c.artifact_token_ttl_minutes) * 60 * 1'000'000'000;
+  o.engine.artifact_token_ttl_ns =
+      static_cast<int64_t>(c.artifact_token_ttl_minutes) * 60 * 1'000'000'000;
   o.engine.idle_stop_ns = ns(c.idle_stop);
-  o.engine.clone_mode = c.clone_mode == "full" ? engine::CloneMode::full : engine::CloneMode::linked;
+  o.engine.clone_mode =
+      c.clone_mode == "full" ? engine::CloneMode::full : engine::CloneMode::linked;
   for (const auto& p : profiles.profiles()) o.engine.reserved_vmids.insert(p.template_vmid);
   o.profiles = to_engine_profiles(profiles);
   const std::string dir = c.profiles_dir;
@@ -113,7 +115,8 @@ daemon::DaemonOptions build_options(const config::Config& c, const config::Profi
   o.api.artifact_dir = c.artifact_dir;
   o.api.artifact_max_bytes = static_cast<uint64_t>(c.artifact_max_bytes);
   o.api.provisioning_wait_ms = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(c.provisioning_timeout).count() + 30000);
+      std::chrono::duration_cast<std::chrono::milliseconds>(c.provisioning_timeout).count() +
+      30000);
   o.api.agent_subnet = agent_subnet_of(c);
   o.api.accept_unauthenticated_reports = c.accept_unauthenticated_reports;
   o.api.artifact_upload_url = c.artifact_upload_url;
@@ -130,13 +133,15 @@ daemon::DaemonOptions build_options(const config::Config& c, const config::Profi
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"agentlabd — the agentlab daemon: an event-sourced control plane for AI coding agents "
-               "in disposable Proxmox VMs"};
+  CLI::App app{
+      "agentlabd — the agentlab daemon: an event-sourced control plane for AI coding agents "
+      "in disposable Proxmox VMs"};
   app.footer(
       "Examples:\n"
       "  agentlabd --config /etc/agentlab/config.yaml\n"
       "  agentlabd --config ./config.yaml --check-config\n\n"
-      "Without Proxmox (no `qm` on PATH and no proxmox_backend in the file) the embedded simulator\n"
+      "Without Proxmox (no `qm` on PATH and no proxmox_backend in the file) the embedded "
+      "simulator\n"
       "backend is used. SIGHUP reloads the profiles; SIGTERM drains and exits 0.\n"
       "Exit codes: 0 clean exit, 1 runtime failure, 2 invalid configuration or usage.");
   std::string config_path(config::kDefaultConfigPath);
@@ -154,7 +159,8 @@ int main(int argc, char** argv) {
     std::printf("version=%s commit=none date=unknown\n", AGENTLAB_VERSION);
     return 0;
   }
-  if (const char* level = std::getenv("AGENTLAB_LOG_LEVEL")) spdlog::set_level(spdlog::level::from_str(level));
+  if (const char* level = std::getenv("AGENTLAB_LOG_LEVEL"))
+    spdlog::set_level(spdlog::level::from_str(level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
   auto cfg = config::load_config(config_path);
