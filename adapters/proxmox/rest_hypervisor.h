@@ -44,8 +44,8 @@ struct RestOptions {
   bool tls_insecure = false;
   std::string ca_file;
   // Task polling: the first poll after this delay, doubling up to task_poll_max.
-  std::chrono::milliseconds task_poll_initial{20};
-  std::chrono::milliseconds task_poll_max{std::chrono::seconds(1)};
+  std::chrono::milliseconds task_poll_initial{10};
+  std::chrono::milliseconds task_poll_max{500};
   SnippetOptions snippets;
   std::string root_disk = "scsi0";
   std::string capacity_storage;  // empty: every active storage summed
