@@ -252,9 +252,27 @@ class Builder {
     effect(DestroyVm{sb.vmid, a});
   }
 
-  void after_destroyed(Sandbox& sb) {
+  void after_destroyed(Sandbox& sb, const std::string& purpose = {}) {
     remove_snippet(sb);
     revoke_bootstrap_tokens(sb.vmid);
+    restore_rebind(sb, purpose);
+  }
+
+  // A failed rebind gives the workspace back to the sandbox it came from (lifecycle §2.5
+  // rollback), once the new VM is gone and the disk is attached nowhere.
+  void restore_rebind(Sandbox& sb, const std::string& purpose) {
+    if (sb.rebind_from_vmid <= 0 || sb.rebind_workspace_id.empty()) return;
+    if (purpose != "teardown:provision_failed" && purpose != "teardown:provision_timeout") return;
+    Sandbox* old = sandbox(sb.rebind_from_vmid);
+    if (!old || old->state == S::Destroyed || old->pending_step != fb::Step::Unknown ||
+        !old->teardown.empty())
+      return;
+    const auto* ws = projections::find_workspace(st_, sb.rebind_workspace_id);
+    if (!ws) return;
+    int32_t holder = ws_attach_.contains(ws->id) ? ws_attach_[ws->id] : ws->attached_vmid;
+    if (holder != 0) return;
+    int32_t a = request_step(*old, fb::Step::AttachVolume, "workspace_attach:" + ws->id);
+    effect(AttachVolume{old->vmid, a, old->vmid, ws->id, ws->volid, ctx_.config.workspace_slot});
   }
 
   void continue_teardown(Sandbox& sb, const RecordStep& r, const std::string& purpose) {
@@ -284,7 +302,7 @@ class Builder {
         if (ok || gone) {
           if (sb.state != S::Destroyed) {
             transition(sb, S::Destroyed, purpose);
-            after_destroyed(sb);
+            after_destroyed(sb, purpose);
           }
         }
         return;
@@ -492,6 +510,7 @@ inline Sandbox sandbox_from(const fb::SandboxCreatedT& c, int64_t now) {
   sb.template_vmid = c.template_vmid;
   sb.rebind_from_vmid = c.rebind_from_vmid;
   sb.keep_old = c.keep_old;
+  if (sb.rebind_from_vmid > 0) sb.rebind_workspace_id = sb.workspace_id;
   sb.created_ns = now;
   return sb;
 }

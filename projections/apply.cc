@@ -231,6 +231,7 @@ void apply(State& st, const fb::Envelope& e) {
       sb.disk_gb = p->disk_gb();
       sb.rebind_from_vmid = p->rebind_from_vmid();
       sb.keep_old = p->keep_old();
+      if (sb.rebind_from_vmid > 0) sb.rebind_workspace_id = sb.workspace_id;
       sb.created_ns = sb.updated_ns = sb.last_touched_ns = wall;
       sb.created_seq = sb.last_seq = e.seq();
       st.by_state[idx(S::Requested)].insert(sb.vmid);

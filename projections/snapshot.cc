@@ -30,6 +30,7 @@ void fields(V& v, Sandbox& s) {
   v("memory_mb", s.memory_mb);
   v("disk_gb", s.disk_gb);
   v("rebind_from_vmid", s.rebind_from_vmid);
+  v("rebind_workspace_id", s.rebind_workspace_id);
   v("keep_old", s.keep_old);
   v("last_touched_ns", s.last_touched_ns);
   v("pending_step", s.pending_step);

@@ -43,6 +43,7 @@ struct Sandbox {
   int32_t memory_mb = 0;
   int32_t disk_gb = 0;
   int32_t rebind_from_vmid = 0;
+  std::string rebind_workspace_id;  // the workspace a rebind moves (kept after detaches)
   bool keep_old = false;
   int64_t last_touched_ns = 0;
 

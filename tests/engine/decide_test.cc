@@ -748,3 +748,41 @@ TEST_CASE("engine accessors, snapshot, command names, idempotency keys, committe
   CHECK(vmid > 0);
   CHECK(!job_id.empty());
 }
+
+TEST_CASE("a rebind that fails after moving the disk gives it back to the old sandbox (§14.23)") {
+  Harness h;
+  h.ok(CreateWorkspace{"dev", "", 10, ""});
+  auto cv = h.take<CreateVolume>();
+  h.ok(RecordVolumeCreated{cv.workspace_id, "dev", cv.storage, 10, "local-zfs:ws1", {}});
+  CreateSandbox a;
+  a.profile = "small";
+  a.workspace = "dev";
+  auto v1 = h.ok(a).vmid;
+  h.complete<CloneVm>();
+  h.complete<WriteSnippet>("local:snippets/x", {}, "/x");
+  h.complete<ConfigureVm>();
+  h.complete<AttachVolume>();
+  h.complete<StartVm>();
+  h.complete<WaitGuestIp>("10.0.0.1");
+  REQUIRE(projections::find_workspace(h.st(), "dev")->attached_vmid == v1);
+  auto rb = h.ok(RebindWorkspace{"dev", "small", {}, false});
+  h.complete<CloneVm>();
+  h.complete<WriteSnippet>("local:snippets/y", {}, "/y");
+  h.complete<ConfigureVm>();
+  h.complete<DetachVolume>();
+  h.complete<AttachVolume>();
+  CHECK(projections::find_workspace(h.st(), "dev")->attached_vmid == rb.vmid);
+  h.complete<StartVm>({}, Error(ErrorCode::proxmox_error, "start failed"));
+  h.complete<StopVm>();
+  h.complete<DetachVolume>();
+  h.complete<DestroyVm>();
+  CHECK(h.sb(rb.vmid).state == S::Destroyed);
+  auto back = h.take<AttachVolume>();
+  CHECK(back.vmid == v1);
+  h.effects.insert(h.effects.begin(), back);
+  h.complete<AttachVolume>();
+  CHECK(projections::find_workspace(h.st(), "dev")->attached_vmid == v1);
+  CHECK(h.sb(v1).workspace_id == cv.workspace_id);
+  CHECK(h.sb(v1).state == S::Running);  // the old sandbox was never touched
+  CHECK(h.engine.verify()->ok);
+}
