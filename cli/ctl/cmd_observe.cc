@@ -160,9 +160,18 @@ int cmd_events(Ctx& ctx, const Options& o) {
     params.push_back({"aggregate", "sandbox:" + std::to_string(*vmid)});
   }
   if (!o.job.empty()) params.push_back({"aggregate", "job:" + o.job});
-  if (o.follow)
+  if (o.follow) {
+    // Without --after, start at the live tail like `tail -f`: new events only. The log's
+    // last seq comes from /v1/status; if that fails, the daemon's default applies.
+    if (o.after < 0) {
+      if (auto status = ctx.call("GET", "/v1/status");
+          status && status->contains("last_seq") && (*status)["last_seq"].is_number_unsigned())
+        params.insert(params.begin(),
+                      {"after", std::to_string((*status)["last_seq"].get<uint64_t>())});
+    }
     return follow_stream(ctx, "/v1/events/stream" + query(params), o.limit,
                          [](const json& e) { return event_follow_line(e); });
+  }
   std::string raw;
   auto page = ctx.call("GET", "/v1/events" + query(params), std::nullopt, &raw);
   if (!page) return ctx.request_error(page.error());
@@ -199,7 +208,7 @@ int cmd_timings(Ctx& ctx, const Options& o) {
   std::string raw;
   auto t = ctx.call("GET", "/v1/timings" + query(params), std::nullopt, &raw);
   if (!t) return ctx.request_error(t.error());
-  return ctx.print(raw, timings_text(*t));
+  return ctx.print(raw, timings_text(nlohmann::ordered_json::parse(raw)));
 }
 
 int cmd_status(Ctx& ctx, const Options&) {

@@ -62,7 +62,7 @@ std::string Ctx::hint_for(const Error& e) {
       if (e.library_code == EACCES || e.library_code == EPERM)
         return "the socket is only for its owner and group: run as a member of that group, or "
                "with sudo";
-      if (e.library_code == 503) return {};
+      if (e.library_code == 0 || e.library_code >= 400) return {};  // not a failed connect
       return "is agentlabd running? Start it with 'agentlabd --config "
              "/etc/agentlab/config.yaml' (or 'scripts/quickstart' for a local demo), or point "
              "--socket / AGENTLAB_SOCKET at its socket";

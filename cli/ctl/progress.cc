@@ -1,6 +1,7 @@
 #include "cli/ctl/progress.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 
@@ -88,8 +89,11 @@ PhaseUpdate derive_phase(const json& e) {
   if (kind == "job.failed") return u.status = "FAILED", set(K::terminal);
   if (kind == "job.timed_out") return u.status = "TIMEOUT", set(K::terminal);
   if (kind == "job.report") {
-    std::string status = text(payload, "status");
-    if (status.empty()) status = text(e, "stage");
+    // `stage` carries the wire name (COMPLETED); the payload renders the schema's enum name
+    // (Completed), so it is only the fallback, upper-cased.
+    std::string status = text(e, "stage");
+    if (status.empty()) status = text(payload, "status");
+    for (auto& c : status) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     if (is_terminal_status(status)) return u.status = status, set(K::terminal);
     // The reference runner's progress messages (interfaces.md §3.5) mark its own phases.
     if (msg == "bootstrap fetched") return set(K::begin, "repo");
@@ -176,8 +180,10 @@ bool JobProgress::apply(const json& event) {
       break;
   }
   if (!u.message.empty()) {
+    // Repeated notes (a runner re-uploading its bundle) are shown once.
+    if (u.kind == PhaseUpdate::Kind::note && u.message != last_message_)
+      pending_notes_.push_back(u.message);
     last_message_ = u.message;
-    if (u.kind == PhaseUpdate::Kind::note) pending_notes_.push_back(u.message);
   }
   return true;
 }
@@ -188,6 +194,7 @@ std::string JobProgress::render_block(WallTime now, size_t spinner_frame) const 
   for (const auto& s : spans_) width = std::max(width, s.name.size());
   for (const auto& s : spans_) {
     const bool open = !s.end;
+    if (s.placeholder && !open) continue;  // the gap between two steps, already attributed
     const auto elapsed = (open ? now : *s.end) - s.start;
     std::string name = s.name;
     name.resize(width, ' ');
@@ -211,7 +218,7 @@ std::string JobProgress::take_plain_lines() {
   std::string out;
   for (; plain_closed_ < spans_.size() && spans_[plain_closed_].end; ++plain_closed_) {
     const auto& s = spans_[plain_closed_];
-    if (s.placeholder && *s.end == s.start) continue;
+    if (s.placeholder) continue;
     out += "phase " + s.name + " done in " +
            format_elapsed(std::chrono::duration_cast<std::chrono::nanoseconds>(*s.end - s.start)) +
            "\n";
@@ -223,14 +230,6 @@ std::string JobProgress::take_plain_lines() {
   }
   for (const auto& n : pending_notes_) out += "  " + n + "\n";
   pending_notes_.clear();
-  if (terminal_ && !plain_terminal_done_) {
-    plain_terminal_done_ = true;
-    out += "job " + job_id_ + " " + *terminal_;
-    if (auto st = started(); st && finished_)
-      out += " after " +
-             format_elapsed(std::chrono::duration_cast<std::chrono::nanoseconds>(*finished_ - *st));
-    out += "\n";
-  }
   return out;
 }
 

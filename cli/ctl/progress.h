@@ -81,7 +81,6 @@ class JobProgress {
   size_t plain_closed_ = 0;
   std::vector<std::string> pending_notes_;
   std::string plain_open_;
-  bool plain_terminal_done_ = false;
 };
 
 // Redraws a block in place: moves the cursor back over the previous block and clears it.

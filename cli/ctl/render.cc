@@ -200,21 +200,31 @@ std::string seconds_text(double seconds) {
       std::chrono::nanoseconds(static_cast<int64_t>(std::llround(seconds * 1e9))));
 }
 
-std::string timings_text(const json& timings) {
-  auto table = [](const json& section, const char* first) {
-    Table t({first, "COUNT", "MEDIAN", "P95", "P99"});
-    const json phases =
-        section.is_object() && section.contains("phases") ? section["phases"] : json::array();
-    for (const auto& p : phases) {
-      auto sec = [&](const char* key) {
-        return p.contains(key) && p[key].is_number() ? seconds_text(p[key].get<double>())
-                                                     : std::string();
-      };
-      t.add({field_text(p, "phase"), field_text(p, "count"), sec("median_s"), sec("p95_s"),
-             sec("p99_s")});
-    }
-    return t;
+std::string timings_text(const nlohmann::ordered_json& timings) {
+  using ojson = nlohmann::ordered_json;
+  auto sec = [](const ojson& p, const char* key) -> std::string {
+    if (p.value("count", 1) == 0) return {};
+    return p.contains(key) && p[key].is_number() ? seconds_text(p[key].get<double>())
+                                                 : std::string();
   };
+  auto row = [&](Table& t, const std::string& name, const ojson& p) {
+    t.add({name, p.contains("count") ? number_text(json(p["count"])) : std::string(),
+           sec(p, "median_s"), sec(p, "p95_s"), sec(p, "p99_s")});
+  };
+  Table prov({"OPERATION", "COUNT", "MEDIAN", "P95", "P99"});
+  Table jobs({"PHASE", "COUNT", "MEDIAN", "P95", "P99"});
+  auto section = [&](const char* key, Table& t) {
+    if (!timings.contains(key) || !timings[key].is_object()) return;
+    const ojson& phases = timings[key].value("phases", ojson::array());
+    if (phases.is_array())
+      for (const auto& p : phases) row(t, field_text(json(p), "phase"), p);
+  };
+  section("provisioning", prov);
+  section("jobs", jobs);
+  if (timings.contains("phases") && timings["phases"].is_object())
+    for (const auto& [name, p] : timings["phases"].items())
+      row(name.starts_with("job_") ? jobs : prov, name, p);
+
   std::string out;
   if (timings.contains("window") && timings["window"].is_object() && !timings["window"].empty()) {
     std::string w;
@@ -224,14 +234,10 @@ std::string timings_text(const json& timings) {
     }
     out += "Window: " + w + "\n\n";
   }
-  const json prov = timings.contains("provisioning") ? timings["provisioning"] : json::object();
-  const json jobs = timings.contains("jobs") ? timings["jobs"] : json::object();
-  Table p = table(prov, "OPERATION");
   out += "Sandbox provisioning\n";
-  out += p.size() ? p.render() : "(no provisioning in the window)\n";
-  Table j = table(jobs, "PHASE");
+  out += prov.size() ? prov.render() : "(no provisioning in the window)\n";
   out += "\nJob execution overhead\n";
-  out += j.size() ? j.render() : "(no jobs in the window)\n";
+  out += jobs.size() ? jobs.render() : "(no jobs in the window)\n";
   return out;
 }
 

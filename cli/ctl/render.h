@@ -35,7 +35,9 @@ std::string rebind_text(const json& response, const std::string& workspace, bool
 std::string events_table(const json& page);  // {"events":[…],"last_seq"}
 // One event as a followed line: `<seq>  <ts>  <kind>  <type:id>  <msg or ->`.
 std::string event_follow_line(const json& event);
-std::string timings_text(const json& timings);
+// Accepts {"provisioning":{"phases":[{"phase",…}]},"jobs":{"phases":[…]},"window"} and the
+// flat {"phases":{"<name>":{"count","median_s",…}},"window"} (job_* phases go to the job table).
+std::string timings_text(const nlohmann::ordered_json& timings);
 std::string status_text(const json& status);
 std::string reconcile_text(const json& response);
 std::string profiles_table(const json& list);  // {"profiles":[…]}

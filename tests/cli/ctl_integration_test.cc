@@ -512,7 +512,8 @@ TEST_CASE("events: a page, filters, and --follow with --limit") {
   stream.chunks = {"\n", event(1, "T1", "job.created") + event(2, "T2", "job.queued"),
                    event(3, "T3", "job.admitted")};
   stream.hold_open = true;  // the client must stop after --limit events by itself
-  d.on("GET", "/v1/events/stream?kind=job.created", stream);
+  d.on_json("GET", "/v1/status", 200, R"({"version":"0.1.0","last_seq":0})");
+  d.on("GET", "/v1/events/stream?after=0&kind=job.created", stream);
   Run f = ctl(d, {"events", "--follow", "--limit", "2", "--kind", "job.created"});
   CHECK(f.code == 0);
   CHECK(f.out ==
@@ -522,8 +523,8 @@ TEST_CASE("events: a page, filters, and --follow with --limit") {
   // A stream the daemon ends is reported.
   FakeResponse ended;
   ended.chunks = {event(1, "T1", "job.created")};
-  d.on("GET", "/v1/events/stream", ended);
-  Run e = ctl(d, {"events", "--follow"});
+  d.on("GET", "/v1/events/stream?after=7", ended);
+  Run e = ctl(d, {"events", "--follow", "--after", "7"});
   CHECK(e.code == 1);
   CHECK(e.err.find("the event stream ended") != std::string::npos);
 }
@@ -736,7 +737,8 @@ TEST_CASE("the agentlab-ctl binary: exit codes, and SIGINT ends a follow with ex
   stream.chunks = {event(1, "T1", "job.created")};
   stream.hold_open = true;
   stream.after = [&streaming] { streaming.set_value(); };
-  d.on("GET", "/v1/events/stream", stream);
+  d.on_json("GET", "/v1/status", 200, R"({"version":"0.1.0","last_seq":41})");
+  d.on("GET", "/v1/events/stream?after=41", stream);
   Proc f = run_binary({"events", "--follow", "--socket", d.socket_path()}, d.dir(), [&](pid_t pid) {
     REQUIRE(streaming.get_future().wait_for(std::chrono::seconds(20)) == std::future_status::ready);
     kill(pid, SIGINT);

@@ -270,7 +270,7 @@ TEST_CASE("job, sandbox and workspace text blocks follow the reference") {
 }
 
 TEST_CASE("timings render the seed's two tables") {
-  json t = json::parse(R"({"provisioning":{"phases":[
+  auto t = nlohmann::ordered_json::parse(R"({"provisioning":{"phases":[
       {"phase":"clone","count":3,"median_s":2.1,"p95_s":4.0,"p99_s":8.25}]},
     "jobs":{"phases":[]},"window":{"since_seconds":3600}})");
   const std::string text = timings_text(t);
@@ -464,7 +464,7 @@ TEST_CASE("JobProgress builds phase spans with their durations") {
   CHECK(block.find("+ clone") != std::string::npos);
   CHECK(block.find("= COMPLETED after 20.0s") != std::string::npos);
   const std::string plain = p.take_plain_lines();
-  CHECK(plain.find("job job_1 COMPLETED after 20.0s") != std::string::npos);
+  CHECK(plain == "phase running done in 10.0s\n");
   CHECK(p.take_plain_lines().empty());                             // printed once
   CHECK_FALSE(p.apply(ev("job.failed", "2026-01-30T12:00:21Z")));  // ended: later events ignored
 }
@@ -490,4 +490,49 @@ TEST_CASE("path segments and query values are percent-encoded") {
   CHECK(query_escape("job:job_1") == "job:job_1");
   CHECK(query_escape("logs/run 1.txt") == "logs/run%201.txt");
   CHECK(query_escape("a&b=c?") == "a%26b%3Dc%3F");
+}
+
+TEST_CASE("the daemon's job.report: stage COMPLETED with payload status Completed is terminal") {
+  auto u = derive_phase(json::parse(
+      R"({"kind":"job.report","stage":"COMPLETED","msg":"agent finished","payload":{"status":"Completed"}})"));
+  CHECK(u.kind == PhaseUpdate::Kind::terminal);
+  CHECK(u.status == "COMPLETED");
+  auto p = derive_phase(json::parse(R"({"kind":"job.report","payload":{"status":"Timeout"}})"));
+  CHECK(p.status == "TIMEOUT");
+  auto r = derive_phase(
+      json::parse(R"({"kind":"job.report","stage":"RUNNING","payload":{"status":"Running"}})"));
+  CHECK(r.kind == PhaseUpdate::Kind::note);
+}
+
+TEST_CASE("plain progress: no placeholder spans, repeated notes once") {
+  JobProgress p("job_2");
+  auto ev = [](const std::string& body) { return json::parse(body); };
+  p.apply(ev(R"({"kind":"job.admitted","ts":"2026-01-30T12:00:00Z"})"));
+  p.apply(ev(
+      R"({"kind":"sandbox.clone.completed","ts":"2026-01-30T12:00:02Z","payload":{"duration_ns":1000000000}})"));
+  p.apply(ev(
+      R"({"kind":"sandbox.start.completed","ts":"2026-01-30T12:00:05Z","payload":{"duration_ns":1000000000}})"));
+  p.apply(
+      ev(R"({"kind":"artifact.upload","ts":"2026-01-30T12:00:06Z","msg":"artifact uploaded: a"})"));
+  p.apply(
+      ev(R"({"kind":"artifact.upload","ts":"2026-01-30T12:00:07Z","msg":"artifact uploaded: a"})"));
+  CHECK(p.take_plain_lines() ==
+        "phase clone done in 1.0s\nphase start done in 1.0s\n  artifact uploaded: a\n");
+}
+
+TEST_CASE("timings also render the daemon's flat phase map, in its order") {
+  auto t = nlohmann::ordered_json::parse(R"({"phases":{
+      "clone":{"count":2,"median_s":0.05,"p95_s":0.08,"p99_s":0.08},
+      "guest_agent_ready":{"count":0,"median_s":0,"p95_s":0,"p99_s":0},
+      "job_queue_to_admitted":{"count":2,"median_s":0.03,"p95_s":0.03,"p99_s":0.03}},
+    "window":{"from_seq":0,"last_seq":80}})");
+  CHECK(timings_text(t) ==
+        "Window: from_seq=0, last_seq=80\n\n"
+        "Sandbox provisioning\n"
+        "OPERATION          COUNT  MEDIAN  P95   P99\n"
+        "clone              2      50ms    80ms  80ms\n"
+        "guest_agent_ready  0      -       -     -\n"
+        "\nJob execution overhead\n"
+        "PHASE                  COUNT  MEDIAN  P95   P99\n"
+        "job_queue_to_admitted  2      30ms    30ms  30ms\n");
 }
