@@ -40,7 +40,7 @@ void GuestSupervisor::guest_boot(const GuestBoot& boot) {
     std::string kv = *e;
     if (kv.rfind("AGENTLAB_BOOTSTRAP=", 0) == 0 || kv.rfind("AGENTLAB_RUN_DIR=", 0) == 0 ||
         kv.rfind("AGENTLAB_SECRETS_DIR=", 0) == 0 || kv.rfind("AGENTLAB_WORK_DIR_BASE=", 0) == 0 ||
-        kv.rfind("AGENTLAB_VMID=", 0) == 0)
+        kv.rfind("AGENTLAB_VMID=", 0) == 0 || kv.rfind("AGENTLAB_WORK_DIR=", 0) == 0)
       continue;
     env_strings.push_back(std::move(kv));
   }
@@ -48,6 +48,9 @@ void GuestSupervisor::guest_boot(const GuestBoot& boot) {
   env_strings.push_back("AGENTLAB_RUN_DIR=" + boot.run_dir);
   env_strings.push_back("AGENTLAB_SECRETS_DIR=" + boot.secrets_dir);
   env_strings.push_back("AGENTLAB_WORK_DIR_BASE=" + boot.work_dir_base);
+  // A real guest's /work is its own disk; here every "VM" shares the host's filesystem, so each
+  // gets its own work dir (the runner would otherwise pick a host /work shared by all guests).
+  env_strings.push_back("AGENTLAB_WORK_DIR=" + boot.work_dir_base);
   env_strings.push_back("AGENTLAB_VMID=" + std::to_string(boot.vmid));
   std::vector<char*> env;
   for (auto& s : env_strings) env.push_back(s.data());

@@ -361,7 +361,13 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
                                        clock.wall_ns(), clock.mono_ns()));
     core.record(std::move(facts));
 
-    // Restart recovery: the first reconciliation runs before new work is admitted.
+    // Restart recovery: steps that were in flight when the daemon stopped are recorded as lost
+    // (their sagas fail and clean up, teardowns continue), then the first reconciliation runs,
+    // and only then is new work admitted.
+    core.execute(engine::Recover{}, [](Result<engine::Outcome> r) {
+      if (!r) spdlog::warn("recover: {}", r.error().describe());
+      else if (r->count > 0) spdlog::info("recover: {} interrupted step(s) recorded", r->count);
+    });
     run_reconcile([&] {
       accepting_work = true;
       run_tick();
