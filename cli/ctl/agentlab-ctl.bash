@@ -37,7 +37,7 @@ _agentlab_ctl() {
     fi
     case "$path:$w" in
       :job|:sandbox|:workspace|:logs|:ssh|:events|:replay|:audit|:timings|:status|:metrics|:reconcile|:profiles|:help|\
-      job:run|job:show|job:artifacts|"job artifacts:download"|\
+      job:run|job:show|job:wait|job:artifacts|"job artifacts:download"|\
       sandbox:new|sandbox:list|sandbox:show|sandbox:destroy|sandbox:lease|sandbox:prune|sandbox:start|sandbox:stop|sandbox:pause|sandbox:resume|\
       "sandbox lease:renew"|\
       workspace:create|workspace:list|workspace:show|workspace:attach|workspace:detach|workspace:rebind|\
@@ -68,7 +68,7 @@ _agentlab_ctl() {
   local subs="" flags=""
   case "$path" in
     "") subs="job sandbox workspace logs ssh events replay audit timings status metrics reconcile profiles help" ;;
-    job) subs="run show artifacts" ;;
+    job) subs="run show wait artifacts" ;;
     "job run") flags="--repo --task --profile --ref --mode --ttl --keepalive --wait" ;;
     "job show") flags="--events-tail" ;;
     "job artifacts") subs="download" ;;

@@ -97,6 +97,11 @@ int run_ctl(const std::vector<std::string>& args, Env& env) {
       show, [&] { return cmd_job_show(ctx, o); },
       "  agentlab-ctl job show job_3f9a0c1d2e4b5a69 --events-tail 10");
 
+  auto* jwait = job->add_subcommand("wait", "follow an existing job to its end (as run --wait)");
+  jwait->add_option("job_id", o.job_id, "job id")->required();
+  leaf(
+      jwait, [&] { return cmd_job_wait(ctx, o); }, "  agentlab-ctl job wait job_3f9a0c1d2e4b5a69");
+
   auto* artifacts = job->add_subcommand("artifacts", "list a job's artifacts, or download one");
   artifacts->add_option("job_id", o.job_id, "job id");
   auto* download = artifacts->add_subcommand("download", "download one artifact of a job");

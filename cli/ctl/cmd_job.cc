@@ -131,6 +131,10 @@ int cmd_job_run(Ctx& ctx, const Options& o) {
   return wait_for_job(ctx, field_text(*job, "id"));
 }
 
+int cmd_job_wait(Ctx& ctx, const Options& o) {
+  return wait_for_job(ctx, o.job_id);
+}
+
 int cmd_job_show(Ctx& ctx, const Options& o) {
   std::string path = job_path(o.job_id);
   if (o.events_tail < -1) return ctx.usage_error("--events-tail must be 0 or more");

@@ -48,6 +48,8 @@ struct Options {
 
 int cmd_job_run(Ctx& ctx, const Options& o);
 int cmd_job_show(Ctx& ctx, const Options& o);
+// Follows an existing job like `job run --wait`.
+int cmd_job_wait(Ctx& ctx, const Options& o);
 int cmd_job_artifacts(Ctx& ctx, const Options& o);
 int cmd_job_artifacts_download(Ctx& ctx, const Options& o);
 

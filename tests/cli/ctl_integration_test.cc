@@ -198,6 +198,9 @@ TEST_CASE("job run --wait on a terminal redraws a progress block; --json prints 
   CHECK(tty.out.find("\x1b[") != std::string::npos);
   CHECK(tty.out.find("+ clone") != std::string::npos);
   CHECK(tty.out.find("= COMPLETED after 40.0s") != std::string::npos);
+  Run w = ctl(d, {"job", "wait", kJobId});
+  CHECK(w.code == 0);
+  CHECK(w.out.find("Job " + kJobId + " COMPLETED in 40.0s") != std::string::npos);
   Run j =
       ctl(d, {"job", "run", "--repo", "r", "--task", "t", "--profile", "p", "--wait", "--json"});
   CHECK(j.code == 0);

@@ -198,6 +198,7 @@ TEST_CASE("help, version and group words exit 0") {
   // Every leaf's help has an example.
   for (std::vector<std::string> cmd : {std::vector<std::string>{"job", "run"},
                                        {"job", "show"},
+                                       {"job", "wait"},
                                        {"job", "artifacts"},
                                        {"job", "artifacts", "download"},
                                        {"sandbox", "new"},
