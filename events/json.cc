@@ -148,8 +148,10 @@ std::string message_of(const fb::Envelope& e) {
     case fb::EventKind::StepCompleted:
     case fb::EventKind::StepFailed:
     case fb::EventKind::StepIgnored:
+    case fb::EventKind::StepRequested:
       if (const auto* p = e.payload_as_StepResult()) {
         std::string m(step_name(p->step()));
+        if (e.kind() == fb::EventKind::StepRequested) return m + " requested";
         m += e.kind() == fb::EventKind::StepCompleted ? " completed in "
              : e.kind() == fb::EventKind::StepFailed  ? " failed after "
                                                       : " ignored after ";

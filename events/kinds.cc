@@ -44,9 +44,10 @@ constexpr std::array<std::pair<K, std::string_view>, 31> kKindNames{{
     {K::DaemonStarted, "daemon.started"},
 }};
 
-constexpr std::array<std::pair<K, std::string_view>, 2> kMoreKindNames{{
+constexpr std::array<std::pair<K, std::string_view>, 3> kMoreKindNames{{
     {K::ProfilesReloaded, "profiles.reloaded"},
     {K::RequestRecorded, "request.recorded"},
+    {K::StepRequested, "sandbox.step.requested"},
 }};
 
 constexpr std::array<std::pair<fb::Step, std::string_view>, 18> kStepNames{{
@@ -153,6 +154,8 @@ std::optional<KindFilter> parse_kind(std::string_view name) {
     kind = K::StepFailed;
   else if (outcome == "ignored")
     kind = K::StepIgnored;
+  else if (outcome == "requested")
+    kind = K::StepRequested;
   else
     return std::nullopt;
   for (const auto& [s, n] : kStepNames)

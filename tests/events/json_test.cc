@@ -95,6 +95,10 @@ TEST_CASE("kind names round-trip through parse_kind") {
   CHECK(step->kind == fb::EventKind::StepFailed);
   CHECK(*step->step == fb::Step::GuestIp);
   CHECK_FALSE(parse_kind("sandbox.nonsense").has_value());
+  auto req = parse_kind("sandbox.clone.requested");
+  REQUIRE(req.has_value());
+  CHECK(req->kind == fb::EventKind::StepRequested);
+  CHECK(kind_name(fb::EventKind::StepRequested, fb::Step::Start) == "sandbox.start.requested");
   CHECK(kind_name(static_cast<fb::EventKind>(999)) == "unknown.999");
   CHECK(parse_sandbox_state("ready") == fb::SandboxStateCode::Ready);
   CHECK(parse_job_status("Timeout") == fb::JobStatusCode::Timeout);
