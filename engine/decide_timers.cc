@@ -27,7 +27,11 @@ Result<Decision> on(const Tick&, Builder& b) {
     for (int32_t vmid : st.by_state[s]) {
       Sandbox* sb = b.sandbox(vmid);
       if (!sb || sb->state == S::Destroyed) continue;
-      if (sb->provisioning && cfg.provisioning_timeout_ns > 0 &&
+      // Provisioning ends at RUNNING: a sandbox a runner report already walked there is not
+      // provisioning any more, whatever step of the saga is still finishing.
+      const bool still_provisioning = sb->state == S::Requested || sb->state == S::Provisioning ||
+                                      sb->state == S::Booting || sb->state == S::Ready;
+      if (sb->provisioning && still_provisioning && cfg.provisioning_timeout_ns > 0 &&
           now - sb->provision_started_ns >= cfg.provisioning_timeout_ns) {
         b.finish_job_of(*sb, J::Failed,
                         fmt::format("provisioning timed out after {}s",

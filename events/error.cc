@@ -4,22 +4,38 @@ namespace agentlab {
 
 std::string_view code_name(ErrorCode code) {
   switch (code) {
-    case ErrorCode::invalid_argument: return "invalid_argument";
-    case ErrorCode::not_found: return "not_found";
-    case ErrorCode::conflict: return "conflict";
-    case ErrorCode::invalid_transition: return "invalid_transition";
-    case ErrorCode::timeout: return "timeout";
-    case ErrorCode::proxmox_error: return "proxmox_error";
-    case ErrorCode::io_error: return "io_error";
-    case ErrorCode::no_space: return "no_space";
-    case ErrorCode::corrupt: return "corrupt";
-    case ErrorCode::incompatible: return "incompatible";
-    case ErrorCode::read_only: return "read_only";
-    case ErrorCode::unavailable: return "unavailable";
-    case ErrorCode::internal: return "internal";
-    case ErrorCode::cancelled: return "cancelled";
-    case ErrorCode::forbidden: return "forbidden";
-    case ErrorCode::too_large: return "too_large";
+    case ErrorCode::invalid_argument:
+      return "invalid_argument";
+    case ErrorCode::not_found:
+      return "not_found";
+    case ErrorCode::conflict:
+      return "conflict";
+    case ErrorCode::invalid_transition:
+      return "invalid_transition";
+    case ErrorCode::timeout:
+      return "timeout";
+    case ErrorCode::proxmox_error:
+      return "proxmox_error";
+    case ErrorCode::io_error:
+      return "io_error";
+    case ErrorCode::no_space:
+      return "no_space";
+    case ErrorCode::corrupt:
+      return "corrupt";
+    case ErrorCode::incompatible:
+      return "incompatible";
+    case ErrorCode::read_only:
+      return "read_only";
+    case ErrorCode::unavailable:
+      return "unavailable";
+    case ErrorCode::internal:
+      return "internal";
+    case ErrorCode::cancelled:
+      return "cancelled";
+    case ErrorCode::forbidden:
+      return "forbidden";
+    case ErrorCode::too_large:
+      return "too_large";
   }
   return "internal";
 }

@@ -23,8 +23,8 @@ using Draft = fb::EnvelopeT;
 // Builds a draft with its payload. T is a generated object-API table type such as
 // fb::SandboxStateChangedT; the union member is chosen from T.
 template <class T>
-Draft make_draft(fb::AggregateType type, std::string aggregate_id, fb::EventKind kind,
-                 T payload, int64_t wall_ns, int64_t mono_ns) {
+Draft make_draft(fb::AggregateType type, std::string aggregate_id, fb::EventKind kind, T payload,
+                 int64_t wall_ns, int64_t mono_ns) {
   Draft d;
   d.aggregate_type = type;
   d.aggregate_id = std::move(aggregate_id);

@@ -87,6 +87,8 @@ std::string_view step_suffix(K kind) {
       return "failed";
     case K::StepIgnored:
       return "ignored";
+    case K::StepRequested:
+      return "requested";
     default:
       return {};
   }

@@ -27,10 +27,10 @@
 namespace agentlab::events {
 
 struct LogOptions {
-  std::string dir;                          // created (0750) if missing
-  uint64_t initial_map_bytes = 64ull << 20; // grows on MDB_MAP_FULL; never a hard cap
-  bool durable = true;                      // false: MDB_NOSYNC (benchmarks/tests only)
-  bool read_only = false;                   // open for reading (audits on a copy, replay)
+  std::string dir;                           // created (0750) if missing
+  uint64_t initial_map_bytes = 64ull << 20;  // grows on MDB_MAP_FULL; never a hard cap
+  bool durable = true;                       // false: MDB_NOSYNC (benchmarks/tests only)
+  bool read_only = false;                    // open for reading (audits on a copy, replay)
 };
 
 struct SeqRange {

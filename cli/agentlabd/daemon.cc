@@ -365,8 +365,10 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
     // (their sagas fail and clean up, teardowns continue), then the first reconciliation runs,
     // and only then is new work admitted.
     core.execute(engine::Recover{}, [](Result<engine::Outcome> r) {
-      if (!r) spdlog::warn("recover: {}", r.error().describe());
-      else if (r->count > 0) spdlog::info("recover: {} interrupted step(s) recorded", r->count);
+      if (!r)
+        spdlog::warn("recover: {}", r.error().describe());
+      else if (r->count > 0)
+        spdlog::info("recover: {} interrupted step(s) recorded", r->count);
     });
     run_reconcile([&] {
       accepting_work = true;

@@ -105,8 +105,9 @@ TEST_CASE("a job runs to COMPLETED through the guest runner and its bundle downl
   CHECK(dl.body.size() == arts["artifacts"][0]["size_bytes"].get<size_t>());
   std::string tgz = d.dir() + "/bundle.tar.gz";
   std::ofstream(tgz, std::ios::binary) << dl.body;
-  std::string cmd = "tar -xzf " + tgz + " -C " + d.dir() + " ./report.json 2>/dev/null || tar -xzf " +
-                    tgz + " -C " + d.dir() + " report.json";
+  std::string cmd = "tar -xzf " + tgz + " -C " + d.dir() +
+                    " ./report.json 2>/dev/null || tar -xzf " + tgz + " -C " + d.dir() +
+                    " report.json";
   REQUIRE(std::system(cmd.c_str()) == 0);
   std::ifstream rep(d.dir() + "/report.json");
   json report = json::parse(rep, nullptr, false);
@@ -134,7 +135,8 @@ TEST_CASE("a failing agent ends FAILED with its reason") {
   auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(60));
   REQUIRE_MESSAGE(done.has_value(), d.log_text());
   CHECK((*done)["status"] == "FAILED");
-  CHECK((*done)["result"]["message"].get<std::string>().find("exited with code 3") != std::string::npos);
+  CHECK((*done)["result"]["message"].get<std::string>().find("exited with code 3") !=
+        std::string::npos);
 }
 
 TEST_CASE("a hanging agent ends TIMEOUT") {
@@ -146,7 +148,7 @@ TEST_CASE("a hanging agent ends TIMEOUT") {
   auto id = d.post("/v1/jobs", job_body(repo, "wait [hang]")).json()["id"].get<std::string>();
   auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(60));
   REQUIRE_MESSAGE(done.has_value(), d.log_text());
-  CHECK((*done)["status"] == "TIMEOUT");
+  CHECK_MESSAGE((*done)["status"] == "TIMEOUT", done->dump());
 }
 
 TEST_CASE("a provisioning that outlives provisioning_timeout fails the job and cleans up") {
@@ -182,12 +184,13 @@ TEST_CASE("guest endpoints: token first, subnet enforced, bearer required") {
   auto report = http_request("", "POST", boot + "/v1/runner/report",
                              "{\"job_id\":\"job_x\",\"vmid\":1000,\"status\":\"RUNNING\"}");
   CHECK(report.status == 401);
-  CHECK(http_request("", "POST", boot + "/v1/runner/report", "{\"status\":\"queued\"}").json()["error"] ==
-        "invalid job status");
+  CHECK(http_request("", "POST", boot + "/v1/runner/report", "{\"status\":\"queued\"}")
+            .json()["error"] == "invalid job status");
   auto up = http_request("", "POST", art + "/upload", "data");
   CHECK(up.status == 401);
   CHECK(up.json()["error"] == "missing bearer token");
-  auto up2 = http_request("", "POST", art + "/upload", "data", {"Authorization: Bearer nope-nope-nope"});
+  auto up2 =
+      http_request("", "POST", art + "/upload", "data", {"Authorization: Bearer nope-nope-nope"});
   CHECK(up2.status == 403);
   CHECK(http_request("", "GET", boot + "/healthz").body == "ok");
 }
@@ -217,7 +220,8 @@ TEST_CASE("SIGKILL mid-provisioning: acknowledged events survive and the restart
   REQUIRE(created.status == 201);
   std::string id = created.json()["id"];
   // Wait until provisioning has started (a clone was requested), then crash.
-  auto provisioning = d.wait_json("/v1/jobs/" + id, [](const json& j) { return j.contains("sandbox_vmid"); });
+  auto provisioning =
+      d.wait_json("/v1/jobs/" + id, [](const json& j) { return j.contains("sandbox_vmid"); });
   REQUIRE(provisioning.has_value());
   uint64_t seq_before = d.get("/v1/status").json()["last_seq"];
   d.kill_hard();

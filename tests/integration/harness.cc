@@ -15,7 +15,9 @@
 namespace agentlab::testing {
 namespace fs = std::filesystem;
 
-nlohmann::json HttpResult::json() const { return nlohmann::json::parse(body, nullptr, false); }
+nlohmann::json HttpResult::json() const {
+  return nlohmann::json::parse(body, nullptr, false);
+}
 
 namespace {
 
@@ -184,21 +186,23 @@ void Daemon::kill_hard() {
   pid_ = -1;
 }
 
-HttpResult Daemon::request(const std::string& method, const std::string& path, const std::string& body,
-                           const std::vector<std::string>& headers) const {
+HttpResult Daemon::request(const std::string& method, const std::string& path,
+                           const std::string& body, const std::vector<std::string>& headers) const {
   std::vector<std::string> h = headers;
   if (!body.empty()) h.push_back("Content-Type: application/json");
   return http_request(socket_, method, "http://localhost" + path, body, h);
 }
-HttpResult Daemon::get(const std::string& path) const { return request("GET", path); }
+HttpResult Daemon::get(const std::string& path) const {
+  return request("GET", path);
+}
 HttpResult Daemon::post(const std::string& path, const std::string& body,
                         const std::vector<std::string>& headers) const {
   return request("POST", path, body, headers);
 }
 
-std::optional<nlohmann::json> Daemon::wait_json(const std::string& path,
-                                                const std::function<bool(const nlohmann::json&)>& pred,
-                                                std::chrono::milliseconds timeout) const {
+std::optional<nlohmann::json> Daemon::wait_json(
+    const std::string& path, const std::function<bool(const nlohmann::json&)>& pred,
+    std::chrono::milliseconds timeout) const {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   nlohmann::json last;
   while (std::chrono::steady_clock::now() < deadline) {

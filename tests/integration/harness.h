@@ -29,10 +29,10 @@ HttpResult http_request(const std::string& unix_socket, const std::string& metho
 
 struct DaemonSpec {
   double time_scale = 0.002;
-  std::string extra_config;   // appended YAML lines
+  std::string extra_config;  // appended YAML lines
   std::string agent_subnet = "127.0.0.0/8";
-  std::string profiles_yaml;  // default: one profile "demo" (template 9000, the demo agent)
-  bool with_runner = true;    // sim_guest_command = the built agentlab-runner
+  std::string profiles_yaml;     // default: one profile "demo" (template 9000, the demo agent)
+  bool with_runner = true;       // sim_guest_command = the built agentlab-runner
   std::vector<std::string> env;  // extra environment for the daemon
 };
 
@@ -54,13 +54,14 @@ class Daemon {
   HttpResult get(const std::string& path) const;
   HttpResult post(const std::string& path, const std::string& body,
                   const std::vector<std::string>& headers = {}) const;
-  HttpResult request(const std::string& method, const std::string& path, const std::string& body = "",
+  HttpResult request(const std::string& method, const std::string& path,
+                     const std::string& body = "",
                      const std::vector<std::string>& headers = {}) const;
 
   // Polls GET `path` until `pred(json)` holds or `timeout` passes; returns the last body.
-  std::optional<nlohmann::json> wait_json(const std::string& path,
-                                          const std::function<bool(const nlohmann::json&)>& pred,
-                                          std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
+  std::optional<nlohmann::json> wait_json(
+      const std::string& path, const std::function<bool(const nlohmann::json&)>& pred,
+      std::chrono::milliseconds timeout = std::chrono::seconds(30)) const;
 
   const std::string& dir() const { return dir_; }
   const std::string& socket() const { return socket_; }
