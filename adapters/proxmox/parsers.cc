@@ -794,4 +794,36 @@ bool valid_cpuset(std::string_view text) {
   }
 }
 
+bool valid_vmid(int vmid) {
+  return vmid >= 100 && vmid <= 999999999;
+}
+
+std::string clone_spec_problem(const engine::CloneSpec& spec) {
+  if (!valid_vmid(spec.template_vmid) || !valid_vmid(spec.vmid))
+    return "clone: VMIDs must be within 100..999999999";
+  if (!spec.name.empty() && !valid_vm_name(spec.name))
+    return "clone: invalid VM name (want a DNS name)";
+  if (!spec.storage.empty() && !valid_storage_id(spec.storage)) return "clone: invalid storage id";
+  return {};
+}
+
+std::string config_spec_problem(int vmid, const engine::VmConfigSpec& spec) {
+  if (!valid_vmid(vmid)) return "configure: invalid VMID";
+  if (!spec.name.empty() && !valid_vm_name(spec.name))
+    return "configure: invalid VM name (want a DNS name)";
+  if (!spec.affinity.empty() && !valid_cpuset(spec.affinity))
+    return "configure: invalid affinity (want e.g. 0-3,8)";
+  if (spec.cores < 0 || spec.memory_mb < 0 || spec.root_disk_gb < 0)
+    return "configure: negative size";
+  return {};
+}
+
+std::string volume_spec_problem(const engine::VolumeSpec& spec) {
+  if (!valid_storage_id(spec.storage)) return "volume: invalid storage id";
+  if (!valid_volume_name(spec.name)) return "volume: invalid name";
+  if (spec.size_gb <= 0) return "size_gb must be positive";
+  if (spec.vmid != 0 && !valid_vmid(spec.vmid)) return "volume: invalid owner VMID";
+  return {};
+}
+
 }  // namespace agentlab::proxmox

@@ -148,5 +148,12 @@ bool valid_snapshot_name(std::string_view name);  // pve-configid: [A-Za-z][A-Za
 bool valid_storage_id(std::string_view name);     // pve-storage-id: [a-z][a-z0-9._-]*
 bool valid_disk_slot(std::string_view slot);      // scsiN, virtioN, sataN, ideN
 bool valid_cpuset(std::string_view text);         // pve-cpuset: 0,5,8-11
+bool valid_vmid(int vmid);                        // 100..999999999
+
+// The checks every backend makes before a spec reaches Proxmox: "" when the spec is fine, else
+// the ErrorCode::invalid_argument message.
+std::string clone_spec_problem(const engine::CloneSpec& spec);
+std::string config_spec_problem(int vmid, const engine::VmConfigSpec& spec);
+std::string volume_spec_problem(const engine::VolumeSpec& spec);
 
 }  // namespace agentlab::proxmox

@@ -22,10 +22,6 @@ std::shared_ptr<spdlog::logger> pve_log() {
   return l ? l : spdlog::default_logger();
 }
 
-bool valid_vmid(int vmid) {
-  return vmid >= 100 && vmid <= 999999999;
-}
-
 template <class T>
 void reject(uv_loop_t* loop, Done<T> done, std::string message) {
   defer(loop, [done = std::move(done), message = std::move(message)] {
@@ -241,15 +237,8 @@ void PveRestHypervisor::next_vmid(int min_vmid, Done<int> done) {
 }
 
 void PveRestHypervisor::clone(const engine::CloneSpec& spec, Done<void> done) {
-  if (!valid_vmid(spec.template_vmid) || !valid_vmid(spec.vmid)) {
-    return reject(loop_, std::move(done), "clone: VMIDs must be within 100..999999999");
-  }
-  if (!spec.name.empty() && !valid_vm_name(spec.name)) {
-    return reject(loop_, std::move(done), "clone: invalid VM name (want a DNS name)");
-  }
-  if (!spec.storage.empty() && !valid_storage_id(spec.storage)) {
-    return reject(loop_, std::move(done), "clone: invalid storage id");
-  }
+  if (auto problem = clone_spec_problem(spec); !problem.empty())
+    return reject(loop_, std::move(done), std::move(problem));
   Params p = {{"newid", std::to_string(spec.vmid)},
               {"full", spec.mode == engine::CloneMode::full ? "1" : "0"}};
   if (!spec.name.empty()) p["name"] = spec.name;
@@ -259,16 +248,8 @@ void PveRestHypervisor::clone(const engine::CloneSpec& spec, Done<void> done) {
 }
 
 void PveRestHypervisor::configure(int vmid, const engine::VmConfigSpec& spec, Done<void> done) {
-  if (!valid_vmid(vmid)) return reject(loop_, std::move(done), "configure: invalid VMID");
-  if (!spec.name.empty() && !valid_vm_name(spec.name)) {
-    return reject(loop_, std::move(done), "configure: invalid VM name (want a DNS name)");
-  }
-  if (!spec.affinity.empty() && !valid_cpuset(spec.affinity)) {
-    return reject(loop_, std::move(done), "configure: invalid affinity (want e.g. 0-3,8)");
-  }
-  if (spec.cores < 0 || spec.memory_mb < 0 || spec.root_disk_gb < 0) {
-    return reject(loop_, std::move(done), "configure: negative size");
-  }
+  if (auto problem = config_spec_problem(vmid, spec); !problem.empty())
+    return reject(loop_, std::move(done), std::move(problem));
   Params p;
   if (!spec.name.empty()) p["name"] = spec.name;
   if (spec.cores > 0) p["cores"] = std::to_string(spec.cores);
@@ -471,13 +452,8 @@ void PveRestHypervisor::snapshot_delete(int vmid, const std::string& name, Done<
 }
 
 void PveRestHypervisor::volume_create(const engine::VolumeSpec& spec, Done<std::string> done) {
-  if (!valid_storage_id(spec.storage))
-    return reject(loop_, std::move(done), "volume: invalid storage id");
-  if (!valid_volume_name(spec.name)) return reject(loop_, std::move(done), "volume: invalid name");
-  if (spec.size_gb <= 0) return reject(loop_, std::move(done), "size_gb must be positive");
-  if (spec.vmid != 0 && !valid_vmid(spec.vmid)) {
-    return reject(loop_, std::move(done), "volume: invalid owner VMID");
-  }
+  if (auto problem = volume_spec_problem(spec); !problem.empty())
+    return reject(loop_, std::move(done), std::move(problem));
   auto dl = deadline();
   std::weak_ptr<int> alive = alive_;
   with_node(dl, [this, alive, spec, dl, done = std::move(done)](Result<std::string> node) mutable {

@@ -441,3 +441,27 @@ TEST_CASE("VM resources JSON") {
   CHECK(!parse_vm_resources_json(R"({"data":[{"vmid":1)"));
   CHECK(!parse_vm_resources_json(R"({"data":{}})"));
 }
+
+TEST_CASE("spec checks shared by the backends name the first problem") {
+  using namespace agentlab::proxmox;
+  agentlab::engine::CloneSpec c{9000, 101, "sandbox-101"};
+  CHECK(clone_spec_problem(c).empty());
+  c.vmid = 99;
+  CHECK(clone_spec_problem(c) == "clone: VMIDs must be within 100..999999999");
+  c.vmid = 101;
+  c.name = "bad name";
+  CHECK(clone_spec_problem(c) == "clone: invalid VM name (want a DNS name)");
+  agentlab::engine::VmConfigSpec v;
+  v.affinity = "0-3";
+  CHECK(config_spec_problem(101, v).empty());
+  CHECK(config_spec_problem(5, v) == "configure: invalid VMID");
+  v.affinity = "x";
+  CHECK(config_spec_problem(101, v) == "configure: invalid affinity (want e.g. 0-3,8)");
+  agentlab::engine::VolumeSpec vol{"local-zfs", "vm-101-disk-1", 101, 10};
+  CHECK(volume_spec_problem(vol).empty());
+  vol.size_gb = 0;
+  CHECK(volume_spec_problem(vol) == "size_gb must be positive");
+  vol.size_gb = 10;
+  vol.name = "../x";
+  CHECK(volume_spec_problem(vol) == "volume: invalid name");
+}
