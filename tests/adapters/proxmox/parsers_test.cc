@@ -444,7 +444,10 @@ TEST_CASE("VM resources JSON") {
 
 TEST_CASE("spec checks shared by the backends name the first problem") {
   using namespace agentlab::proxmox;
-  agentlab::engine::CloneSpec c{9000, 101, "sandbox-101"};
+  agentlab::engine::CloneSpec c;
+  c.template_vmid = 9000;
+  c.vmid = 101;
+  c.name = "sandbox-101";
   CHECK(clone_spec_problem(c).empty());
   c.vmid = 99;
   CHECK(clone_spec_problem(c) == "clone: VMIDs must be within 100..999999999");
@@ -457,7 +460,11 @@ TEST_CASE("spec checks shared by the backends name the first problem") {
   CHECK(config_spec_problem(5, v) == "configure: invalid VMID");
   v.affinity = "x";
   CHECK(config_spec_problem(101, v) == "configure: invalid affinity (want e.g. 0-3,8)");
-  agentlab::engine::VolumeSpec vol{"local-zfs", "vm-101-disk-1", 101, 10};
+  agentlab::engine::VolumeSpec vol;
+  vol.storage = "local-zfs";
+  vol.name = "vm-101-disk-1";
+  vol.vmid = 101;
+  vol.size_gb = 10;
   CHECK(volume_spec_problem(vol).empty());
   vol.size_gb = 0;
   CHECK(volume_spec_problem(vol) == "size_gb must be positive");
