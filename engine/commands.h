@@ -152,6 +152,11 @@ struct Reconcile {
 };
 // Tear down every TIMEOUT sandbox.
 struct Prune {};
+// Artifact retention: drop artifacts of finished jobs older than their retention (the job's
+// profile `artifacts.retention_*`, else `artifact_retention`), then the oldest ones while the
+// total stored size is over `artifact_retention_bytes`. Each becomes an artifact.gc event and a
+// DeleteArtifactFile effect.
+struct CollectArtifacts {};
 // After a restart (README decision 12): steps that were in flight when the daemon stopped are
 // recorded as failed (their effects were lost); provisioning sagas are failed and cleaned up,
 // teardowns continue, and snippets of destroyed sandboxes are removed. QUEUED jobs stay queued
@@ -163,7 +168,7 @@ using Command =
                  RecordArtifactUpload, RenewLease, Touch, StartSandbox, StopSandbox, PauseSandbox,
                  ResumeSandbox, DestroySandbox, CreateWorkspace, RecordVolumeCreated,
                  AttachWorkspace, DetachWorkspace, RebindWorkspace, RecordSnippetRemoved, Tick,
-                 Reconcile, Prune, Recover>;
+                 Reconcile, Prune, Recover, CollectArtifacts>;
 
 // The command's idempotency key ("" when it has none).
 std::string_view idempotency_key_of(const Command& command);

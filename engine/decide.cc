@@ -104,7 +104,8 @@ std::string_view command_name(const Command& command) {
       "tick",
       "reconcile",
       "prune",
-      "recover"};
+      "recover",
+      "collect_artifacts"};
   return kNames[command.index()];
 }
 
@@ -125,6 +126,7 @@ fb::Step step_of(const Effect& e) {
     fb::Step operator()(const RemoveSnippet&) { return fb::Step::SnippetRemove; }
     fb::Step operator()(const CreateVolume&) { return fb::Step::CreateVolume; }
     fb::Step operator()(const DeleteVolume&) { return fb::Step::DeleteVolume; }
+    fb::Step operator()(const DeleteArtifactFile&) { return fb::Step::Unknown; }
   };
   return std::visit(V{}, e);
 }
@@ -135,7 +137,8 @@ int32_t owner_of(const Effect& e) {
         using T = std::decay_t<decltype(x)>;
         if constexpr (std::is_same_v<T, AttachVolume> || std::is_same_v<T, DetachVolume>)
           return x.owner;
-        else if constexpr (std::is_same_v<T, CreateVolume> || std::is_same_v<T, DeleteVolume>)
+        else if constexpr (std::is_same_v<T, CreateVolume> || std::is_same_v<T, DeleteVolume> ||
+                           std::is_same_v<T, DeleteArtifactFile>)
           return 0;
         else
           return x.vmid;

@@ -541,6 +541,7 @@ AL_HANDLER(Tick)
 AL_HANDLER(Reconcile)
 AL_HANDLER(Prune)
 AL_HANDLER(Recover)
+AL_HANDLER(CollectArtifacts)
 #undef AL_HANDLER
 
 }  // namespace agentlab::engine::detail

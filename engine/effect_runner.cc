@@ -136,6 +136,8 @@ void EffectRunner::run(const Effect& effect) {
           });
         } else if constexpr (std::is_same_v<T, DeleteVolume>) {
           hv_.volume_delete(e.volid, [](Result<void>) {});
+        } else if constexpr (std::is_same_v<T, DeleteArtifactFile>) {
+          if (options_.delete_artifact) options_.delete_artifact(e);
         }
       },
       effect);

@@ -24,6 +24,9 @@ struct EffectRunnerOptions {
   int guest_ip_tries = 30;
   int64_t guest_ip_first_delay_ns = 500'000'000;
   int64_t guest_ip_max_delay_ns = 10'000'000'000;
+  // Removes a collected artifact's file (the engine knows no artifact_dir). Unset: the effect
+  // is dropped, as in tests that store no files.
+  std::function<void(const DeleteArtifactFile&)> delete_artifact;
 };
 
 class EffectRunner {

@@ -92,10 +92,16 @@ struct CreateVolume {
 struct DeleteVolume {
   std::string volid;
 };
+// Removes a stored artifact after its artifact.gc event is durable (a crash in between leaves
+// an orphan file, never a listed artifact without its file). Relative to artifact_dir.
+struct DeleteArtifactFile {
+  std::string job_id;
+  std::string stored_path;
+};
 
 using Effect = std::variant<CloneVm, WriteSnippet, ConfigureVm, AttachVolume, DetachVolume, StartVm,
                             WaitGuestIp, ShutdownVm, StopVm, DestroyVm, SuspendVm, ResumeVm,
-                            RemoveSnippet, CreateVolume, DeleteVolume>;
+                            RemoveSnippet, CreateVolume, DeleteVolume, DeleteArtifactFile>;
 
 // The step an effect performs (fb::Step::Unknown for none of the tracked steps).
 fb::Step step_of(const Effect& effect);

@@ -64,6 +64,30 @@ json reconcile_report(const std::vector<events::Draft>& drafts, bool applied) {
   return json{{"applied", applied}, {"drift", std::move(drift)}, {"orphans", std::move(orphans)}};
 }
 
+// Removes `artifact_dir/stored_path` off the loop thread; a file already gone is fine.
+void unlink_artifact(uv_loop_t* loop, const std::string& artifact_dir,
+                     const std::string& stored_path) {
+  if (artifact_dir.empty() || stored_path.empty()) return;
+  const std::filesystem::path rel(stored_path);
+  for (const auto& part : rel)
+    if (part == ".." || rel.is_absolute()) {
+      spdlog::error("artifact gc: refusing stored path {}", stored_path);
+      return;
+    }
+  auto* req = new uv_fs_t;
+  const std::string path = (std::filesystem::path(artifact_dir) / rel).string();
+  const int rc = uv_fs_unlink(loop, req, path.c_str(), [](uv_fs_t* r) {
+    if (r->result < 0 && r->result != UV_ENOENT)
+      spdlog::warn("artifact gc: unlink {}: {}", r->path, uv_strerror(static_cast<int>(r->result)));
+    uv_fs_req_cleanup(r);
+    delete r;
+  });
+  if (rc < 0) {
+    spdlog::warn("artifact gc: unlink {}: {}", path, uv_strerror(rc));
+    delete req;
+  }
+}
+
 struct Signals {
   uv_signal_t term{}, intr{}, hup{};
 };
@@ -117,12 +141,22 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
     return engine::default_snippet(s);
   };
   runner_opts.agent_cidr_prefix = o.agent_cidr_prefix;
+  runner_opts.delete_artifact = [&loop, dir = o.api.artifact_dir](
+                                    const engine::DeleteArtifactFile& a) {
+    unlink_artifact(&loop, dir, a.stored_path);
+  };
   engine::EffectRunner runner(
       *hv, clock, scheduler, [&core](engine::Command c) { core.execute(std::move(c), nullptr); },
       runner_opts);
   core.set_effect_sink([&runner](std::vector<engine::Effect> effects) {
     for (const auto& e : effects) runner.run(e);
   });
+
+  // Files of artifacts collected before a crash that came between the artifact.gc commit and
+  // the unlink.
+  for (const auto& [job_id, list] : core.state().artifacts)
+    for (const auto& a : list)
+      if (a.deleted) unlink_artifact(&loop, o.api.artifact_dir, a.stored_path);
 
   projections::MetricsRegistry metrics;
   api::Redactor redactor;
@@ -273,6 +307,12 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
     core.execute(engine::Tick{}, [&, started](Result<engine::Outcome> r) {
       if (!r) spdlog::warn("tick: {}", r.error().describe());
       metrics.observe_lease_gc(clock.mono_ns() - started);
+    });
+    core.execute(engine::CollectArtifacts{}, [](Result<engine::Outcome> r) {
+      if (!r)
+        spdlog::warn("artifact gc: {}", r.error().describe());
+      else if (r->count > 0)
+        spdlog::info("artifact gc: {} artifacts past retention removed", r->count);
     });
     schedule_admission();
   };

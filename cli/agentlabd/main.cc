@@ -101,6 +101,8 @@ daemon::DaemonOptions build_options(const config::Config& c, const config::Profi
   o.engine.artifact_token_ttl_ns =
       static_cast<int64_t>(c.artifact_token_ttl_minutes) * 60 * 1'000'000'000;
   o.engine.idle_stop_ns = ns(c.idle_stop);
+  o.engine.artifact_retention_ns = ns(c.artifact_retention);
+  o.engine.artifact_retention_bytes = c.artifact_retention_bytes;
   o.engine.clone_mode =
       c.clone_mode == "full" ? engine::CloneMode::full : engine::CloneMode::linked;
   for (const auto& p : profiles.profiles()) o.engine.reserved_vmids.insert(p.template_vmid);

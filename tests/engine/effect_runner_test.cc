@@ -75,6 +75,28 @@ TEST_CASE("effect runner: step outcomes, snippet, volumes, guest IP polling") {
   CHECK(hv.calls.back() == "volume_delete v");
 }
 
+TEST_CASE("effect runner: artifact deletion goes to the daemon's callback, or nowhere") {
+  ManualClock clock;
+  ManualScheduler sched(clock);
+  test::FakeHypervisor hv(sched);
+  std::vector<Command> out;
+  EffectRunner bare(hv, clock, sched, [&](Command c) { out.push_back(std::move(c)); });
+  bare.run(DeleteArtifactFile{"job_1", "job_1/a"});  // no callback: dropped, no command
+  sched.run_due();
+  CHECK(out.empty());
+  CHECK(hv.calls.empty());
+
+  std::vector<std::string> deleted;
+  EffectRunnerOptions opts;
+  opts.delete_artifact = [&](const DeleteArtifactFile& d) {
+    deleted.push_back(d.job_id + ":" + d.stored_path);
+  };
+  EffectRunner runner(hv, clock, sched, [&](Command c) { out.push_back(std::move(c)); }, opts);
+  runner.run(DeleteArtifactFile{"job_1", "job_1/a"});
+  CHECK(deleted == std::vector<std::string>{"job_1:job_1/a"});
+  CHECK(out.empty());
+}
+
 TEST_CASE("guest IP choice: IPv4 only, skip loopback and link-local, prefer the agent prefix") {
   std::vector<GuestInterface> ifs{
       {"lo", "", {{"127.0.0.1", "ipv4", 8}}},

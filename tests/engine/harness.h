@@ -34,6 +34,10 @@ inline Profiles test_profiles() {
   k.keepalive_default = true;
   k.ttl_minutes_default = 45;
   p[k.name] = k;
+  Profile brief = a;  // keeps its artifacts for a minute
+  brief.name = "brief";
+  brief.artifact_retention_s = 60;
+  p[brief.name] = brief;
   Profile bad = a;
   bad.name = "bad";
   bad.invalid_reason = "profile \"bad\" requests host mounts";

@@ -127,6 +127,43 @@ TEST_CASE("a job runs to COMPLETED through the guest runner and its bundle downl
   CHECK(d.stop() == 0);
 }
 
+TEST_CASE("artifact retention removes a finished job's bundle, its file and records why") {
+  DaemonSpec spec;
+  spec.extra_config = "artifact_retention: 2s\n";
+  Daemon d(spec);
+  REQUIRE(d.start());
+  std::string repo = make_repo(d);
+  auto created = d.post("/v1/jobs", job_body(repo, "write a note"));
+  REQUIRE(created.status == 201);
+  std::string id = created.json()["id"];
+  auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(60));
+  REQUIRE_MESSAGE(done.has_value(), d.log_text());
+  CHECK((*done)["status"] == "COMPLETED");
+  auto files_of_job = [&] {
+    size_t n = 0;
+    std::error_code ec;
+    for (const auto& e : fs::recursive_directory_iterator(d.artifact_dir() + "/" + id, ec))
+      n += e.is_regular_file();
+    return n;
+  };
+  auto uploads = d.get("/v1/events?kind=artifact.upload").json();
+  REQUIRE(uploads["events"].size() == 1);
+  auto gone = d.wait_json(
+      "/v1/jobs/" + id + "/artifacts", [](const json& a) { return a["artifacts"].empty(); },
+      std::chrono::seconds(20));
+  REQUIRE_MESSAGE(gone.has_value(), d.log_text());
+  auto gc = d.get("/v1/events?kind=artifact.gc").json();
+  REQUIRE(gc["events"].size() == 1);
+  CHECK(gc["events"][0]["payload"]["reason"] == "retention: older than 2s");
+  CHECK(gc["events"][0]["payload"]["name"] == "agentlab-artifacts.tar.gz");
+  for (int i = 0; i < 100 && files_of_job() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(files_of_job() == 0);
+  CHECK(d.get("/v1/jobs/" + id + "/artifacts/download").status == 404);
+  CHECK(d.post("/v1/replay/verify", "").json()["ok"] == true);
+  CHECK(d.stop() == 0);
+}
+
 TEST_CASE("a failing agent ends FAILED with its reason") {
   Daemon d;
   REQUIRE(d.start());
