@@ -4,12 +4,14 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "adapters/api/params.h"
 #include "adapters/api/request_json.h"
@@ -221,6 +223,15 @@ const std::array<FieldSpec, 6> kReportFields = {{
     {"result", FieldType::any},
 }};
 
+// Redacts every string value in `j`, at any depth.
+void redact_strings(const api::Redactor& redactor, nlohmann::json& j) {
+  if (j.is_string()) {
+    j = redactor.redact(j.get_ref<const std::string&>());
+  } else if (j.is_structured()) {
+    for (auto& v : j) redact_strings(redactor, v);
+  }
+}
+
 void runner_report(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
   if (!admit_source(ctx, req, w, "runner access restricted to agent subnet")) return;
   auto body = api::JsonBody::parse(req.body, kReportFields);
@@ -275,7 +286,13 @@ void runner_report(ApiContext& ctx, http::Request& req, http::ResponseWriter w) 
       cmd.artifacts.push_back(std::move(m));
     }
   }
-  if (const auto* result = body->raw("result")) cmd.result_json = result->dump();
+  if (const auto* result = body->raw("result")) {
+    // The result is stored in the log verbatim, so a secret echoed in it (an agent's error
+    // text quoting a key) is redacted like the message.
+    nlohmann::json redacted = *result;
+    redact_strings(*ctx.redactor, redacted);
+    cmd.result_json = redacted.dump();
+  }
   ctx.core->execute(std::move(cmd), [w](Result<engine::Outcome> r) mutable {
     if (!r) return reply_error(w, r.error());
     json out = json::object();
@@ -286,6 +303,14 @@ void runner_report(ApiContext& ctx, http::Request& req, http::ResponseWriter w) 
 }
 
 // ---- artifact upload ----
+
+void log_io_error(std::string_view what, int err) {
+  auto log = spdlog::get("guest");
+  if (log)
+    log->error("{}: {}", what, std::strerror(err));
+  else
+    spdlog::error("{}: {}", what, std::strerror(err));
+}
 
 std::string sniff_mime(std::string_view head) {
   if (head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0x1f &&
@@ -300,6 +325,17 @@ std::string sniff_mime(std::string_view head) {
   return "text/plain; charset=utf-8";
 }
 
+// The body is gathered into large buffers on the loop thread; a full buffer is hashed and
+// written by one thread-pool job while the loop fills the other one, and the socket is paused
+// only while both are busy. So an upload holds two buffers of memory whatever its size, the
+// loop never waits on the disk, SHA-256 runs beside the socket reads, and the file is written
+// in few large pieces. One fsync at the end, also on the thread pool, makes it durable before
+// the artifact.upload event is recorded.
+constexpr size_t kUploadBuffer = 1 << 20;
+// A body chunk can arrive after the buffer filled and before the pause took effect (at most
+// one socket read); the reserve takes it without reallocating.
+constexpr size_t kUploadSlack = 256 << 10;
+
 struct Upload : std::enable_shared_from_this<Upload> {
   ApiContext* ctx = nullptr;
   http::ResponseWriter writer;
@@ -309,14 +345,33 @@ struct Upload : std::enable_shared_from_this<Upload> {
   std::string mime;  // from Content-Type, without parameters
   std::string temp;  // absolute temp file
   uv_file fd = -1;
-  uint64_t size = 0;
-  std::string head;  // first 512 bytes, for sniffing
+  uint64_t size = 0;     // bytes received
+  uint64_t written = 0;  // bytes handed to the thread pool (the next write's offset)
+  std::string head;      // first 512 bytes, for sniffing
   EVP_MD_CTX* sha = nullptr;
-  int writes_in_flight = 0;
+  std::vector<char> fill;      // being filled on the loop thread
+  std::vector<char> spare;     // empty, capacity kept
+  std::vector<char> inflight;  // owned by the thread-pool job while `busy`
+  uint64_t inflight_offset = 0;
+  bool busy = false;    // a write or the final sync is on the thread pool
+  bool paused = false;  // we paused the body
   bool body_done = false;
   bool failed = false;
   bool finishing = false;  // finish() runs once: resume_body() may deliver the end re-entrantly
   std::shared_ptr<Upload> self;
+
+  // One thread-pool job. The jobs of one buffer (a hash and a write, which only read
+  // `inflight`) all end before the next buffer's are queued, so `sha` is used by one thread at
+  // a time and the loop does not touch `inflight` meanwhile (uv_queue_work orders hand-offs).
+  struct Io {
+    uv_work_t req{};
+    Upload* up = nullptr;
+    void (*work)(Io&) = nullptr;
+    int err = 0;  // errno of a failed write or sync
+    std::string sha_hex;
+  };
+  int pending_jobs = 0;  // pool jobs of the current buffer still running
+  int write_err = 0;     // the first error among them
 
   ~Upload() {
     if (sha != nullptr) EVP_MD_CTX_free(sha);
@@ -340,103 +395,178 @@ struct Upload : std::enable_shared_from_this<Upload> {
   void fail_with(int status, const std::string& message) {
     failed = true;
     writer.error(status, message);
-    if (writes_in_flight == 0) discard();
+    if (!busy) discard();
   }
 
   void on_data(std::string_view chunk) {
     if (failed) return;
     if (head.size() < 512) head.append(chunk.substr(0, 512 - head.size()));
-    EVP_DigestUpdate(sha, chunk.data(), chunk.size());
-    struct Write {
-      uv_fs_t req{};
-      std::string data;
-      Upload* up = nullptr;
-    };
-    auto* wr = new Write;
-    wr->data.assign(chunk);
-    wr->up = this;
-    wr->req.data = wr;
-    uv_buf_t buf = uv_buf_init(wr->data.data(), static_cast<unsigned>(wr->data.size()));
-    ++writes_in_flight;
-    // Backpressure: no more body is read until this chunk is on its way to disk.
-    writer.pause_body();
-    uv_fs_write(ctx->loop, &wr->req, fd, &buf, 1, static_cast<int64_t>(size), [](uv_fs_t* r) {
-      std::unique_ptr<Write> wr(static_cast<Write*>(r->data));
-      Upload* up = wr->up;
-      ssize_t n = r->result;
-      uv_fs_req_cleanup(r);
-      --up->writes_in_flight;
-      if (n < 0 || static_cast<size_t>(n) != wr->data.size()) {
-        if (!up->failed)
-          up->fail_with(500, "failed to write artifact");
-        else if (up->writes_in_flight == 0)
-          up->discard();
-        return;
-      }
-      if (up->failed) {
-        if (up->writes_in_flight == 0) up->discard();
-        return;
-      }
-      up->writer.resume_body();
-      if (up->body_done && up->writes_in_flight == 0) up->finish();
-    });
     size += chunk.size();
+    fill.insert(fill.end(), chunk.begin(), chunk.end());
+    if (fill.size() < kUploadBuffer) return;
+    if (!busy) return start_write();
+    if (!paused) {
+      // Backpressure: both buffers are taken; no more body is read until the disk caught up.
+      paused = true;
+      writer.pause_body();
+    }
+  }
+
+  // Hands `fill` to the thread pool: hash it, then write it at its offset.
+  void start_write() {
+    busy = true;
+    inflight = std::move(fill);
+    fill = std::move(spare);
+    fill.clear();
+    inflight_offset = written;
+    written += inflight.size();
+    // Hashing and writing read the same buffer on two pool threads at once: a buffer costs the
+    // slower of the two, not their sum.
+    pending_jobs = 2;
+    write_err = 0;
+    queue_io([](Io& io) {
+      EVP_DigestUpdate(io.up->sha, io.up->inflight.data(), io.up->inflight.size());
+    });
+    queue_io([](Io& io) {
+      Upload* up = io.up;
+      const char* p = up->inflight.data();
+      size_t left = up->inflight.size();
+      auto at = static_cast<off_t>(up->inflight_offset);
+      while (left > 0) {
+        ssize_t n = ::pwrite(up->fd, p, left, at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          io.err = n < 0 ? errno : EIO;
+          return;
+        }
+        p += n;
+        left -= static_cast<size_t>(n);
+        at += n;
+      }
+    });
+  }
+
+  void queue_io(void (*work)(Io&)) {
+    auto* io = new Io;
+    io->up = this;
+    io->work = work;
+    io->req.data = io;
+    uv_queue_work(
+        ctx->loop, &io->req,
+        [](uv_work_t* r) {
+          auto* io = static_cast<Io*>(r->data);
+          io->work(*io);
+        },
+        [](uv_work_t* r, int) {
+          std::unique_ptr<Io> io(static_cast<Io*>(r->data));
+          Upload* up = io->up;
+          if (io->err != 0 && up->write_err == 0) up->write_err = io->err;
+          if (--up->pending_jobs == 0) up->write_done(up->write_err);
+        });
+  }
+
+  void write_done(int err) {
+    busy = false;
+    spare = std::move(inflight);
+    spare.clear();
+    if (failed) return discard();  // the client went away (or was refused) meanwhile
+    if (err != 0) {
+      log_io_error("artifact write", err);
+      return fail_with(500, "failed to write artifact");
+    }
+    if (fill.size() >= kUploadBuffer || (body_done && !fill.empty())) {
+      start_write();
+    } else if (body_done) {
+      return finish();
+    }
+    if (paused && fill.size() < kUploadBuffer) {
+      paused = false;
+      writer.resume_body();  // may deliver more body, or its end, before it returns
+    }
   }
 
   void on_end() {
     body_done = true;
-    if (failed) return;
-    if (writes_in_flight == 0) finish();
+    if (failed || busy) return;  // write_done() goes on from here
+    if (!fill.empty()) return start_write();
+    finish();
   }
 
   void on_error(const Error&) {
     // Client gone mid-body, or over the limit (the server already answered 413): keep nothing.
     failed = true;
-    if (writes_in_flight == 0) discard();
+    if (!busy) discard();
   }
 
+  // Every byte is written: make the file durable on the thread pool, then store and record it.
   void finish() {
     if (finishing) return;
     finishing = true;
     if (size == 0) return fail_with(400, "artifact body is empty");
+    busy = true;
+    auto* io = new Io;
+    io->up = this;
+    io->req.data = io;
+    uv_queue_work(
+        ctx->loop, &io->req,
+        [](uv_work_t* r) {
+          auto* io = static_cast<Io*>(r->data);
+          Upload* up = io->up;
+          if (::fsync(up->fd) != 0) io->err = errno;  // durable before it is recorded
+          unsigned char digest[EVP_MAX_MD_SIZE];
+          unsigned len = 0;
+          EVP_DigestFinal_ex(up->sha, digest, &len);
+          static constexpr char kHex[] = "0123456789abcdef";
+          for (unsigned i = 0; i < len; ++i) {
+            io->sha_hex += kHex[digest[i] >> 4];
+            io->sha_hex += kHex[digest[i] & 15];
+          }
+        },
+        [](uv_work_t* r, int) {
+          std::unique_ptr<Io> io(static_cast<Io*>(r->data));
+          io->up->synced(io->err, std::move(io->sha_hex));
+        });
+  }
+
+  void synced(int err, std::string sha_hex) {
+    busy = false;
+    if (failed) return discard();
+    if (err != 0) {
+      log_io_error("artifact fsync", err);
+      return fail_with(500, "failed to persist artifact");
+    }
     uv_fs_t r;
-    int rc = uv_fs_fsync(nullptr, &r, fd, nullptr);  // durable before it is recorded
-    uv_fs_req_cleanup(&r);
-    if (rc < 0) return fail_with(500, "failed to persist artifact");
     uv_fs_close(nullptr, &r, fd, nullptr);
     uv_fs_req_cleanup(&r);
     fd = -1;
-    unsigned char digest[32];
-    unsigned len = 0;
-    EVP_DigestFinal_ex(sha, digest, &len);
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string sha_hex;
-    for (unsigned i = 0; i < len; ++i) {
-      sha_hex += kHex[digest[i] >> 4];
-      sha_hex += kHex[digest[i] & 15];
-    }
     // Each version keeps its own file: the first at <job>/<path> (the reference's layout),
-    // later ones under <job>/.versions/<n>/<path>.
+    // later ones under <job>/.versions/<n>/<path>. The rename never replaces a file: an upload
+    // of the same name whose event is not committed yet already holds that version's file.
     int version = 1;
     if (auto it = ctx->core->state().artifacts.find(job_id);
         it != ctx->core->state().artifacts.end())
       for (const auto& a : it->second)
         if (a.path == path) version = std::max(version, a.version + 1);
-    std::string stored = version == 1
-                             ? job_id + "/" + path
-                             : job_id + "/.versions/" + std::to_string(version) + "/" + path;
-    std::string target = ctx->settings.artifact_dir + "/" + stored;
-    std::error_code ec;
-    fs::create_directories(fs::path(target).parent_path(), ec);
-    fs::rename(temp, target, ec);
-    if (ec) return fail_with(500, "failed to finalize artifact");
+    std::string stored, target;
+    for (;; ++version) {
+      stored = version == 1 ? job_id + "/" + path
+                            : job_id + "/.versions/" + std::to_string(version) + "/" + path;
+      target = ctx->settings.artifact_dir + "/" + stored;
+      std::error_code ec;
+      fs::create_directories(fs::path(target).parent_path(), ec);
+      if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0)
+        break;
+      if (errno == EEXIST) continue;
+      log_io_error("artifact rename", errno);
+      return fail_with(500, "failed to finalize artifact");
+    }
     temp.clear();
     engine::RecordArtifactUpload cmd;
     cmd.token = token;
     cmd.path = path;
     cmd.name = fs::path(path).filename().string();
     cmd.size_bytes = size;
-    cmd.sha256 = sha_hex;
+    cmd.sha256 = std::move(sha_hex);
     cmd.mime = mime.empty() ? sniff_mime(head) : mime;
     cmd.stored_path = stored;
     auto keep = self;
@@ -503,16 +633,27 @@ void upload(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
                       nullptr);
   uv_fs_req_cleanup(&r);
   if (up->fd < 0) return (void)w.error(500, "failed to write artifact");
+  up->fill.reserve(kUploadBuffer + kUploadSlack);
+  up->spare.reserve(kUploadBuffer + kUploadSlack);
   up->sha = EVP_MD_CTX_new();
   EVP_DigestInit_ex(up->sha, EVP_sha256(), nullptr);
   up->self = up;
-  Upload* raw = up.get();
+  // Weak references: discard() may free the upload while the server still holds these
+  // callbacks (a disconnect runs the sink's on_error and then the disconnect callbacks).
+  std::weak_ptr<Upload> weak = up;
   http::BodySink sink;
-  sink.on_data = [raw](std::string_view chunk) { raw->on_data(chunk); };
-  sink.on_end = [raw] { raw->on_end(); };
-  sink.on_error = [raw](const Error& e) { raw->on_error(e); };
-  w.on_disconnect([raw] {
-    if (!raw->body_done) raw->on_error(Error(ErrorCode::cancelled, "client gone"));
+  sink.on_data = [weak](std::string_view chunk) {
+    if (auto u = weak.lock()) u->on_data(chunk);
+  };
+  sink.on_end = [weak] {
+    if (auto u = weak.lock()) u->on_end();
+  };
+  sink.on_error = [weak](const Error& e) {
+    if (auto u = weak.lock()) u->on_error(e);
+  };
+  w.on_disconnect([weak] {
+    if (auto u = weak.lock(); u && !u->body_done)
+      u->on_error(Error(ErrorCode::cancelled, "client gone"));
   });
   if (!w.read_body(std::move(sink))) up->discard();
 }
