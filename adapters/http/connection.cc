@@ -16,7 +16,7 @@ namespace {
 
 // Input kept unparsed (pipelined requests, a paused body) before we stop reading the socket.
 constexpr size_t kMaxBufferedInput = 64 * 1024;
-constexpr size_t kReadBufferSize = 64 * 1024;
+constexpr size_t kReadBufferSize = 256 * 1024;
 
 // Every read is copied out of this buffer before the read callback returns, so one buffer per
 // loop thread is enough.
