@@ -387,6 +387,7 @@ struct UploadResult {
   double seconds = 0;
   long rss_base_kib = 0;
   long rss_peak_kib = 0;
+  int rss_samples = 0;
 };
 
 // One upload, timed from connect to the daemon's 201 (which comes after its fsync and the
@@ -397,6 +398,7 @@ UploadResult upload(const Daemon& d, const GuestSession& g, const std::vector<ch
   UploadResult res;
   std::atomic<bool> done{false};
   std::atomic<long> peak{0};
+  std::atomic<int> samples{0};
   std::thread sampler;
   if (sample_rss) {
     res.rss_base_kib = rss_kib(d.pid());
@@ -405,6 +407,7 @@ UploadResult upload(const Daemon& d, const GuestSession& g, const std::vector<ch
       while (!done.load()) {
         long r = rss_kib(d.pid());
         if (r > peak.load()) peak = r;
+        ++samples;
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
       }
     });
@@ -426,6 +429,7 @@ UploadResult upload(const Daemon& d, const GuestSession& g, const std::vector<ch
     done = true;
     sampler.join();
     res.rss_peak_kib = std::max(peak.load(), rss_kib(d.pid()));
+    res.rss_samples = samples.load();
   }
   if (r.status != 201) die("upload " + name + ": HTTP " + std::to_string(r.status) + " " + r.body);
   json j = json::parse(r.body, nullptr, false);
@@ -528,11 +532,19 @@ int main(int argc, char** argv) {
 
     std::vector<char> pattern = make_pattern();
     std::vector<SizeRow> rows = {{1, 2.0}, {10, 5.0}, {100, 6.7}, {256, 6.4}};
-    long rss_growth_kib = 0;
-    long rss_base_kib = 0;
+    // Two views of the 256 MiB uploads' memory: the growth while one runs (peak minus the RSS
+    // just before it), and the peak above the idle daemon before its first upload of the run
+    // (which also counts buffers the earlier, smaller uploads left allocated). The target is
+    // checked against the larger.
+    const long idle_kib = rss_kib(d.pid());
+    long growth_kib = 0, peak_kib = 0;
+    int samples = 0;
+    double sha_mbps = 0;  // SHA-256 alone on one core, the cost every upload carries
     for (auto& row : rows) {
       uint64_t size = row.mib * kMiB;
+      auto t_sha = Clock::now();
       std::string sha = sha256_of_body(pattern, size);
+      if (row.mib == 256) sha_mbps = static_cast<double>(size) / 1e6 / seconds_since(t_sha);
       std::vector<double> up, floor;
       int n = row.mib <= 10 ? reps * 3 : reps;  // small bodies are noisier and cheap
       for (int rep = 0; rep < n; ++rep) {
@@ -542,8 +554,9 @@ int main(int argc, char** argv) {
         up.push_back(u.seconds);
         if (row.mib == 256) {
           // The worst repetition counts: the target is a bound, not an average.
-          rss_growth_kib = std::max(rss_growth_kib, u.rss_peak_kib - u.rss_base_kib);
-          rss_base_kib = u.rss_base_kib;
+          growth_kib = std::max(growth_kib, u.rss_peak_kib - u.rss_base_kib);
+          peak_kib = std::max(peak_kib, u.rss_peak_kib);
+          samples += u.rss_samples;
         }
         // Keep the disk from filling up across repetitions; the event stays in the log.
         std::error_code ec;
@@ -562,10 +575,16 @@ int main(int argc, char** argv) {
                   (std::to_string(r.mib) + " MiB").c_str(), r.seed_mbps, r.ours_mbps,
                   r.ours_mbps / r.seed_mbps, r.floor_mbps, r.ratio_to_floor);
     }
+    const long above_idle_kib = peak_kib - idle_kib;
+    const long rss_kib_checked = std::max(growth_kib, above_idle_kib);
     std::printf(
-        "\ndaemon RSS during the 256 MiB uploads: base %.1f MiB, growth %.1f MiB (worst of "
-        "%d)\n",
-        static_cast<double>(rss_base_kib) / 1024, static_cast<double>(rss_growth_kib) / 1024, reps);
+        "\ndaemon RSS, 256 MiB uploads (%d samples of VmRSS): idle before any upload "
+        "%.1f MiB, peak %.1f MiB; growth during one upload %.1f MiB, peak above idle "
+        "%.1f MiB (worst of %d)\n",
+        samples, static_cast<double>(idle_kib) / 1024, static_cast<double>(peak_kib) / 1024,
+        static_cast<double>(growth_kib) / 1024, static_cast<double>(above_idle_kib) / 1024, reps);
+    std::printf("SHA-256 alone, one core, this run: %.0f MB/s (the daemon hashes every body)\n",
+                sha_mbps);
     std::printf(
         "(MB/s = 10^6 bytes per second; disk floor = write + one fdatasync in the same "
         "directory, like dd conv=fdatasync)\n");
@@ -585,8 +604,8 @@ int main(int argc, char** argv) {
       target(std::to_string(r.mib) + " MiB: within 1.5x of the disk floor", buf,
              r.ratio_to_floor <= 1.5);
     }
-    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(rss_growth_kib) / 1024);
-    target("RSS growth during a 256 MiB upload <= 16 MiB", buf, rss_growth_kib <= 16 * 1024);
+    std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(rss_kib_checked) / 1024);
+    target("RSS growth during a 256 MiB upload <= 16 MiB", buf, rss_kib_checked <= 16 * 1024);
     std::printf("\n%s\n", all ? "all targets met" : "some targets missed");
     status = all ? 0 : 1;
     d.stop();
