@@ -333,8 +333,9 @@ std::string sniff_mime(std::string_view head) {
 // the artifact.upload event is recorded.
 constexpr size_t kUploadBuffer = 1 << 20;
 // A body chunk can arrive after the buffer filled and before the pause took effect (at most
-// one socket read); the reserve takes it without reallocating.
-constexpr size_t kUploadSlack = 256 << 10;
+// what the connection holds unparsed: one socket read plus its input buffer); the reserve
+// takes it without reallocating.
+constexpr size_t kUploadSlack = 512 << 10;
 
 struct Upload : std::enable_shared_from_this<Upload> {
   ApiContext* ctx = nullptr;
