@@ -558,6 +558,14 @@ struct Upload : std::enable_shared_from_this<Upload> {
       if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0)
         break;
       if (errno == EEXIST) continue;
+      if (errno == EINVAL) {
+        // A filesystem without RENAME_NOREPLACE: link() never replaces either.
+        if (::link(temp.c_str(), target.c_str()) == 0) {
+          ::unlink(temp.c_str());
+          break;
+        }
+        if (errno == EEXIST) continue;
+      }
       log_io_error("artifact rename", errno);
       return fail_with(500, "failed to finalize artifact");
     }
