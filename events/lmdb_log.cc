@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -26,6 +28,7 @@
 #include "events/chain.h"
 #include "events/log.h"
 #include "events/schema_version.h"
+#include "events/wal.h"
 
 namespace agentlab::events {
 
@@ -246,6 +249,8 @@ class LmdbLog final : public EventLog {
   static Result<std::unique_ptr<EventLog>> open(const LogOptions& options);
 
   ~LmdbLog() override {
+    stop_applier();
+    wal_.reset();
     if (env_ != nullptr) mdb_env_close(env_);
   }
 
@@ -260,21 +265,28 @@ class LmdbLog final : public EventLog {
   void unsubscribe(uint64_t id) override;
   Result<VerifyReport> verify() const override;
   uint64_t disk_bytes() const override;
+  Result<void> checkpoint() override;
   Result<void> put_meta(std::string_view key, std::span<const uint8_t> value) override;
   Result<std::string> get_meta(std::string_view key) const override;
 
  private:
-  // One caller of append()/put_meta() waiting in the write queue.
+  // One caller of append() waiting in the write queue.
   struct Writer {
     std::span<Draft> batch;
-    bool is_meta = false;
-    std::string meta_key;
-    std::string meta_value;
-    std::vector<std::vector<uint8_t>> encoded;
     SeqRange range;
     Result<void> result;
     bool done = false;
   };
+
+  // One group commit: acknowledged once its WAL record is durable, readable from memory until
+  // the applier has it in LMDB. Immutable once published.
+  struct Group {
+    uint64_t first = 0, last = 0;
+    ChainLink link{};
+    std::vector<std::vector<uint8_t>> events;    // seq first + i
+    std::vector<std::vector<std::string>> keys;  // index keys per event
+  };
+  using GroupPtr = std::shared_ptr<const Group>;
 
   struct Subscriber {
     std::function<void(const StoredEvent&)> on_event;
@@ -285,14 +297,29 @@ class LmdbLog final : public EventLog {
   LmdbLog() = default;
 
   void submit(Writer& self);
-  void commit_group(std::vector<Writer*>& group);
-  int try_write(std::vector<Writer*>& group, uint64_t first, uint64_t last, const ChainLink& link);
+  GroupPtr commit_group(std::vector<Writer*>& group);
+  // Writes groups into LMDB in one durable transaction (growing the map as needed).
+  Result<void> apply(const std::vector<GroupPtr>& groups);
+  int try_apply(MDB_txn* txn, const std::vector<GroupPtr>& groups);
+  // Runs body(txn) in a write transaction and commits it; MDB_MAP_FULL grows the map and
+  // MDB_MAP_RESIZED adopts another process's size before running it again. The LMDB code of
+  // the last try (0: committed), or why the map could not grow.
+  template <class F>
+  Result<int> write_txn(F&& body);
+  void applier_loop();
+  void start_applier();
+  void stop_applier();
   Result<void> grow_map();
   void adopt_map_size() const;
 
   // Runs f(txn) inside a read transaction, fenced against map growth.
   template <class F>
   Result<void> with_read(F&& f) const;
+  // The groups not yet in LMDB. Taken before a read transaction begins, it covers every seq
+  // above that transaction's last one.
+  std::vector<GroupPtr> overlay() const;
+  // LMDB's last seq as seen by txn (0 when empty).
+  Result<uint64_t> lmdb_last(MDB_txn* txn) const;
 
   // Hands sub every event in (sub.delivered, upto], in order; aborts if one cannot be read.
   void deliver_backlog(Subscriber& sub, uint64_t upto) const;
@@ -311,6 +338,22 @@ class LmdbLog final : public EventLog {
 
   std::atomic<uint64_t> last_seq_{0};
   ChainLink last_link_{};  // touched only by the current leader
+
+  std::unique_ptr<Wal> wal_;
+  int64_t apply_interval_ms_ = 50;
+  // The overlay and the applier's state.
+  mutable std::mutex overlay_mutex_;
+  std::condition_variable apply_cv_;    // wakes the applier
+  std::condition_variable applied_cv_;  // wakes a leader waiting for WAL room
+  std::vector<GroupPtr> overlay_;       // ascending, contiguous
+  size_t overlay_events_ = 0;
+  std::chrono::steady_clock::time_point oldest_pending_{};
+  std::atomic<uint64_t> applied_seq_{0};  // LMDB's durable last seq
+  uint64_t apply_attempts_ = 0;
+  Result<void> last_apply_{};
+  bool kick_ = false;
+  bool stop_ = false;
+  std::thread applier_;
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
@@ -505,6 +548,45 @@ Result<std::unique_ptr<EventLog>> LmdbLog::open(const LogOptions& options) {
 
   rc = txn.commit();
   if (rc != 0) return lmdb_fail(rc, "cannot commit the open transaction");
+
+  // The write-ahead log: what it holds beyond LMDB's last seq was acknowledged before a crash.
+  log->applied_seq_ = log->last_seq_.load();
+  log->apply_interval_ms_ = std::max<int64_t>(options.apply_interval_ms, 0);
+  WalOptions wo;
+  wo.dir = dir;
+  wo.segment_bytes = options.wal_segment_bytes;
+  wo.durable = options.durable;
+  wo.read_only = options.read_only;
+  std::vector<WalRecord> pending;
+  auto wal = Wal::open(wo, log->last_seq_.load(), &pending);
+  if (!wal) return std::unexpected(wal.error());
+  log->wal_ = std::move(*wal);
+  for (WalRecord& r : pending) {
+    auto g = std::make_shared<Group>();
+    g->first = r.first_seq;
+    g->last = r.last_seq();
+    ChainHasher hasher(log->last_link_);
+    for (size_t i = 0; i < r.events.size(); ++i) {
+      const uint64_t seq = r.first_seq + i;
+      auto env = decode(r.events[i]);
+      if (!env || (*env)->seq() != seq)
+        return fail(ErrorCode::corrupt,
+                    fmt::format("write-ahead record for seqs {}..{} holds a bad event at {}",
+                                g->first, g->last, seq));
+      g->keys.push_back(index_keys_of(**env));
+      hasher.add(seq, r.events[i]);
+    }
+    g->link = hasher.finish();
+    g->events = std::move(r.events);
+    log->last_link_ = g->link;
+    log->last_seq_ = g->last;
+    log->overlay_events_ += g->events.size();
+    log->overlay_.push_back(std::move(g));
+  }
+  if (!pending.empty())
+    logger()->info("component=log event=wal_recovered dir={} groups={} last_seq={}", dir,
+                   pending.size(), log->last_seq_.load());
+  if (!options.read_only) log->start_applier();
   return std::unique_ptr<EventLog>(std::move(log));
 }
 
@@ -574,12 +656,38 @@ Result<void> LmdbLog::put_meta(std::string_view key, std::span<const uint8_t> va
   if (t_delivery_depth > 0 || t_read_depth > 0)
     return fail(ErrorCode::invalid_argument,
                 "put_meta() from inside a subscriber callback or a read visitor");
-  Writer self;
-  self.is_meta = true;
-  self.meta_key = std::string(layout::kUserMetaPrefix).append(key);
-  self.meta_value.assign(reinterpret_cast<const char*>(value.data()), value.size());
-  submit(self);
-  return self.result;
+  const std::string full = std::string(layout::kUserMetaPrefix).append(key);
+  auto rc = write_txn([&](MDB_txn* txn) {
+    MDB_val k = val_of(full);
+    MDB_val v{value.size(), const_cast<uint8_t*>(value.data())};
+    return mdb_put(txn, meta_dbi_, &k, &v, 0);
+  });
+  if (!rc) return std::unexpected(rc.error());
+  if (*rc != 0) return lmdb_fail(*rc, fmt::format("cannot store meta record '{}'", key));
+  return {};
+}
+
+template <class F>
+Result<int> LmdbLog::write_txn(F&& body) {
+  for (;;) {
+    int rc;
+    {
+      std::shared_lock lock(map_mutex_);
+      TxnGuard txn;
+      rc = mdb_txn_begin(env_, nullptr, 0, &txn.txn);
+      if (rc == 0) rc = body(txn.txn);
+      if (rc == 0) rc = txn.commit();
+    }
+    if (rc == MDB_MAP_FULL) {
+      if (auto grown = grow_map(); !grown) return std::unexpected(grown.error());
+      continue;
+    }
+    if (rc == MDB_MAP_RESIZED) {
+      adopt_map_size();
+      continue;
+    }
+    return rc;
+  }
 }
 
 void LmdbLog::submit(Writer& self) {
@@ -588,21 +696,13 @@ void LmdbLog::submit(Writer& self) {
   queue_cv_.wait(lock, [&] { return self.done || !leader_active_; });
   if (self.done) return;  // a leader carried our batch
 
-  // Leader: take everything queued (our own batch included) into one transaction.
+  // Leader: take everything queued (our own batch included) into one group commit.
   leader_active_ = true;
   std::vector<Writer*> group;
   group.swap(queue_);
   lock.unlock();
 
-  commit_group(group);
-
-  // Keep what subscribers need; followers' Writer objects die once they are woken.
-  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> committed;
-  for (Writer* w : group) {
-    if (w->is_meta || !w->result) continue;
-    for (size_t i = 0; i < w->encoded.size(); ++i)
-      committed.emplace_back(w->range.first + i, std::move(w->encoded[i]));
-  }
+  GroupPtr committed = commit_group(group);
 
   // Take the delivery lock before handing leadership on, so the next leader's events are
   // delivered after ours.
@@ -613,13 +713,14 @@ void LmdbLog::submit(Writer& self) {
   lock.unlock();
   queue_cv_.notify_all();
 
-  if (committed.empty() || subscribers_.empty()) return;
+  if (!committed || subscribers_.empty()) return;
   std::vector<std::shared_ptr<Subscriber>> subs;
   subs.reserve(subscribers_.size());
   for (auto& [id, s] : subscribers_) subs.push_back(s);
   DeliveryScope scope;
-  for (auto& [seq, bytes] : committed) {
-    StoredEvent ev{seq, bytes};
+  for (size_t i = 0; i < committed->events.size(); ++i) {
+    const uint64_t seq = committed->first + i;
+    StoredEvent ev{seq, committed->events[i]};
     for (auto& s : subs) {
       if (!s->active || seq <= s->delivered) continue;
       s->on_event(ev);
@@ -628,101 +729,209 @@ void LmdbLog::submit(Writer& self) {
   }
 }
 
-void LmdbLog::commit_group(std::vector<Writer*>& group) {
-  const uint64_t first = last_seq_.load() + 1;
-  uint64_t next = first;
+LmdbLog::GroupPtr LmdbLog::commit_group(std::vector<Writer*>& writers) {
+  auto g = std::make_shared<Group>();
+  g->first = last_seq_.load() + 1;
+  uint64_t next = g->first;
   ChainHasher hasher(last_link_);
-  for (Writer* w : group) {
-    if (w->is_meta) continue;
+  for (Writer* w : writers) {
     w->range.first = next;
-    w->encoded.reserve(w->batch.size());
     for (Draft& d : w->batch) {
-      w->encoded.push_back(encode(d, next));
-      hasher.add(next, w->encoded.back());
+      g->events.push_back(encode(d, next));
+      g->keys.push_back(index_keys_of(d));
+      hasher.add(next, g->events.back());
       ++next;
     }
     w->range.last = next - 1;
   }
-  const uint64_t last = next - 1;
-  const ChainLink link = hasher.finish();
+  g->last = next - 1;
+  g->link = hasher.finish();
 
   Result<void> result;
   for (;;) {
-    int rc;
-    {
-      std::shared_lock lock(map_mutex_);
-      rc = try_write(group, first, last, link);
+    auto placed = wal_->write(g->first, g->events, applied_seq_.load());
+    if (!placed) {
+      result = std::unexpected(placed.error());
+      break;
     }
-    if (rc == 0) break;
-    if (rc == MDB_MAP_FULL) {
-      if (auto grown = grow_map(); !grown) {
-        result = std::unexpected(grown.error());
-        break;
-      }
-      continue;
+    if (*placed == Wal::Placed::written) break;
+    // Both segments hold events LMDB lacks: let the applier catch up, and give up only when
+    // it fails (a full disk) rather than wait for it forever.
+    std::unique_lock lock(overlay_mutex_);
+    const uint64_t attempts = apply_attempts_;
+    const uint64_t applied = applied_seq_.load();
+    kick_ = true;
+    apply_cv_.notify_all();
+    applied_cv_.wait(lock, [&] {
+      return applied_seq_.load() != applied || apply_attempts_ != attempts || stop_;
+    });
+    if (applied_seq_.load() == applied && !last_apply_) {
+      result = std::unexpected(last_apply_.error());
+      break;
     }
-    if (rc == MDB_MAP_RESIZED) {
-      adopt_map_size();
-      continue;
+    if (stop_) {
+      result = fail(ErrorCode::internal, "the event log is closing");
+      break;
     }
-    result = lmdb_fail(rc, fmt::format("cannot commit events {}..{}", first, last));
-    break;
   }
 
-  if (result) {
-    if (last >= first) {
-      last_link_ = link;
-      last_seq_.store(last);
-    }
-  } else {
+  if (!result) {
     logger()->error(
         "component=log event=commit_failed dir={} first_seq={} last_seq={} error=\"{}\"", dir_,
-        first, last, result.error().describe());
-  }
-  for (Writer* w : group) {
-    w->result = result;
-    if (!result) {
+        g->first, g->last, result.error().describe());
+    for (Writer* w : writers) {
+      w->result = result;
       w->range = SeqRange{};
-      w->encoded.clear();
     }
+    return nullptr;
+  }
+  last_link_ = g->link;
+  last_seq_.store(g->last);
+  {
+    std::lock_guard lock(overlay_mutex_);
+    if (overlay_.empty()) oldest_pending_ = std::chrono::steady_clock::now();
+    overlay_events_ += g->events.size();
+    overlay_.push_back(g);
+    if (overlay_events_ >= 4096 || apply_interval_ms_ == 0) apply_cv_.notify_all();
+  }
+  for (Writer* w : writers) w->result = {};
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The applier: acknowledged groups into LMDB
+
+Result<void> LmdbLog::checkpoint() {
+  if (read_only_) return {};
+  const uint64_t target = last_seq_.load();
+  std::unique_lock lock(overlay_mutex_);
+  while (applied_seq_.load() < target) {
+    const uint64_t attempts = apply_attempts_;
+    kick_ = true;
+    apply_cv_.notify_all();
+    applied_cv_.wait(lock, [&] {
+      return applied_seq_.load() >= target || apply_attempts_ != attempts || stop_;
+    });
+    if (applied_seq_.load() >= target) break;
+    if (!last_apply_) return std::unexpected(last_apply_.error());
+    if (stop_) return fail(ErrorCode::internal, "the event log is closing");
+  }
+  return {};
+}
+
+void LmdbLog::start_applier() {
+  applier_ = std::thread([this] { applier_loop(); });
+}
+
+void LmdbLog::stop_applier() {
+  if (!applier_.joinable()) return;
+  {
+    std::lock_guard lock(overlay_mutex_);
+    stop_ = true;
+  }
+  apply_cv_.notify_all();
+  applied_cv_.notify_all();
+  applier_.join();
+}
+
+void LmdbLog::applier_loop() {
+  using namespace std::chrono;
+  std::unique_lock lock(overlay_mutex_);
+  bool failing = false;
+  for (;;) {
+    // Due: asked for, stopping, a big backlog, or the oldest event waited its interval.
+    const auto interval =
+        milliseconds(failing ? std::max<int64_t>(apply_interval_ms_, 100) : apply_interval_ms_);
+    auto due = [&] {
+      return kick_ || stop_ ||
+             (!overlay_.empty() &&
+              (overlay_events_ >= 4096 || steady_clock::now() - oldest_pending_ >= interval));
+    };
+    while (!due()) {
+      if (overlay_.empty())
+        apply_cv_.wait(lock);
+      else
+        apply_cv_.wait_until(lock, oldest_pending_ + interval);
+      if (failing) break;  // retry after one interval even without new events
+    }
+    kick_ = false;
+    if (overlay_.empty()) {
+      if (stop_) return;
+      ++apply_attempts_;
+      last_apply_ = {};
+      applied_cv_.notify_all();
+      continue;
+    }
+    std::vector<GroupPtr> groups = overlay_;
+    lock.unlock();
+    Result<void> r = apply(groups);
+    lock.lock();
+    ++apply_attempts_;
+    last_apply_ = r;
+    if (r) {
+      overlay_.erase(overlay_.begin(), overlay_.begin() + static_cast<ptrdiff_t>(groups.size()));
+      overlay_events_ = 0;
+      for (const auto& g : overlay_) overlay_events_ += g->events.size();
+      oldest_pending_ = steady_clock::now();
+      applied_seq_.store(groups.back()->last);
+      failing = false;
+    } else {
+      if (!failing)
+        logger()->error(
+            "component=log event=apply_failed dir={} first_seq={} last_seq={} error=\"{}\" "
+            "note=\"the events stay in the write-ahead log; retrying\"",
+            dir_, groups.front()->first, groups.back()->last, r.error().describe());
+      failing = true;
+      if (stop_) {
+        applied_cv_.notify_all();
+        return;
+      }
+    }
+    applied_cv_.notify_all();
+    if (stop_ && overlay_.empty()) return;
   }
 }
 
-int LmdbLog::try_write(std::vector<Writer*>& group, uint64_t first, uint64_t last,
-                       const ChainLink& link) {
-  TxnGuard txn;
-  int rc = mdb_txn_begin(env_, nullptr, 0, &txn.txn);
-  if (rc != 0) return rc;
-  for (Writer* w : group) {
-    if (w->is_meta) {
-      MDB_val k = val_of(w->meta_key), v = val_of(w->meta_value);
-      if ((rc = mdb_put(txn.txn, meta_dbi_, &k, &v, 0)) != 0) return rc;
-      continue;
-    }
-    for (size_t i = 0; i < w->batch.size(); ++i) {
-      const uint64_t seq = w->range.first + i;
-      SeqKey sk(seq);
+Result<void> LmdbLog::apply(const std::vector<GroupPtr>& groups) {
+  auto written = write_txn([&](MDB_txn* txn) { return try_apply(txn, groups); });
+  if (!written) return std::unexpected(written.error());
+  int rc = *written;
+  if (rc == 0) return {};
+  // LMDB turns a short write into EIO; on a file system with no room left that is ENOSPC.
+  if (rc == EIO) {
+    struct statvfs vfs {};
+    if (::statvfs(dir_.c_str(), &vfs) == 0 &&
+        static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < (1u << 20))
+      rc = ENOSPC;
+  }
+  return lmdb_fail(
+      rc, fmt::format("cannot store events {}..{}", groups.front()->first, groups.back()->last));
+}
+
+int LmdbLog::try_apply(MDB_txn* txn, const std::vector<GroupPtr>& groups) {
+  int rc;
+  for (const GroupPtr& g : groups) {
+    for (size_t i = 0; i < g->events.size(); ++i) {
+      SeqKey sk(g->first + i);
       MDB_val k = sk.val();
-      MDB_val v{w->encoded[i].size(), w->encoded[i].data()};
+      MDB_val v{g->events[i].size(), const_cast<uint8_t*>(g->events[i].data())};
       // Seqs only grow, so MDB_APPEND fills every page instead of splitting it in half.
-      if ((rc = mdb_put(txn.txn, events_dbi_, &k, &v, MDB_APPEND)) != 0) return rc;
-      for (const std::string& ik : index_keys_of(w->batch[i])) {
+      if ((rc = mdb_put(txn, events_dbi_, &k, &v, MDB_APPEND)) != 0) return rc;
+      for (const std::string& ik : g->keys[i]) {
         MDB_val ikv = val_of(ik);
         MDB_val sv = sk.val();
         // The seq is above every seq already listed for this aggregate.
-        if ((rc = mdb_put(txn.txn, index_dbi_, &ikv, &sv, MDB_APPENDDUP)) != 0) return rc;
+        if ((rc = mdb_put(txn, index_dbi_, &ikv, &sv, MDB_APPENDDUP)) != 0) return rc;
       }
     }
-  }
-  if (last >= first) {
-    SeqKey lk(last);
+    SeqKey lk(g->last);
     uint8_t value[40];
-    put_be64(value, first);
-    std::memcpy(value + 8, link.data(), link.size());
+    put_be64(value, g->first);
+    std::memcpy(value + 8, g->link.data(), g->link.size());
     MDB_val k = lk.val(), v{sizeof value, value};
-    if ((rc = mdb_put(txn.txn, chain_dbi_, &k, &v, MDB_APPEND)) != 0) return rc;
+    if ((rc = mdb_put(txn, chain_dbi_, &k, &v, MDB_APPEND)) != 0) return rc;
   }
-  return txn.commit();
+  return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -741,7 +950,26 @@ uint64_t LmdbLog::last_seq() const {
     return {};
   });
   (void)r;
+  std::lock_guard lock(overlay_mutex_);
+  if (!overlay_.empty()) seq = std::max(seq, overlay_.back()->last);
   return seq;
+}
+
+std::vector<LmdbLog::GroupPtr> LmdbLog::overlay() const {
+  std::lock_guard lock(overlay_mutex_);
+  return overlay_;
+}
+
+Result<uint64_t> LmdbLog::lmdb_last(MDB_txn* txn) const {
+  CursorGuard cur;
+  int rc = mdb_cursor_open(txn, events_dbi_, &cur.cur);
+  if (rc != 0) return lmdb_fail(rc, "mdb_cursor_open");
+  MDB_val k, v;
+  rc = mdb_cursor_get(cur.cur, &k, &v, MDB_LAST);
+  if (rc == MDB_NOTFOUND) return uint64_t{0};
+  if (rc != 0) return lmdb_fail(rc, "cannot read the last event");
+  if (k.mv_size != 8) return fail(ErrorCode::corrupt, "event key is not 8 bytes");
+  return get_be64(static_cast<const uint8_t*>(k.mv_data));
 }
 
 Result<bool> LmdbLog::visit_seq(MDB_txn* txn, uint64_t seq, const EventVisitor& visit) const {
@@ -762,7 +990,13 @@ Result<bool> LmdbLog::visit_seq(MDB_txn* txn, uint64_t seq, const EventVisitor& 
 Result<void> LmdbLog::read_range(uint64_t from, uint64_t to, const EventVisitor& visit) const {
   if (from == 0) from = 1;
   if (from > to) return {};
-  return with_read([&](MDB_txn* txn) -> Result<void> {
+  const std::vector<GroupPtr> pending = overlay();
+  uint64_t stored_last = 0;
+  bool stopped = false;
+  auto r = with_read([&](MDB_txn* txn) -> Result<void> {
+    auto last = lmdb_last(txn);
+    if (!last) return std::unexpected(last.error());
+    stored_last = *last;
     CursorGuard cur;
     int rc = mdb_cursor_open(txn, events_dbi_, &cur.cur);
     if (rc != 0) return lmdb_fail(rc, "mdb_cursor_open");
@@ -779,41 +1013,96 @@ Result<void> LmdbLog::read_range(uint64_t from, uint64_t to, const EventVisitor&
       if ((*env)->seq() != seq)
         return fail(ErrorCode::corrupt,
                     fmt::format("event stored at seq {} carries seq {}", seq, (*env)->seq()));
-      if (!visit(StoredEvent{seq, span_of(v)})) return {};
+      if (!visit(StoredEvent{seq, span_of(v)})) {
+        stopped = true;
+        return {};
+      }
     }
     if (rc != 0 && rc != MDB_NOTFOUND) return lmdb_fail(rc, "cannot read events");
     return {};
   });
+  if (!r || stopped) return r;
+  ReadScope scope;  // the same contract as inside a transaction
+  for (const GroupPtr& g : pending) {
+    if (g->last <= stored_last || g->last < from) continue;
+    for (size_t i = 0; i < g->events.size(); ++i) {
+      const uint64_t seq = g->first + i;
+      if (seq <= stored_last || seq < from) continue;
+      if (seq > to) return {};
+      if (!visit(StoredEvent{seq, g->events[i]})) return {};
+    }
+  }
+  return {};
 }
 
 Result<void> LmdbLog::read_aggregate(fb::AggregateType type, std::string_view id, uint64_t after,
                                      size_t limit, const EventVisitor& visit) const {
   if (after == UINT64_MAX) return {};
   const std::string key = layout::index_key(type, id);
-  return with_read([&](MDB_txn* txn) -> Result<void> {
+  const std::vector<GroupPtr> pending = overlay();
+  uint64_t stored_last = 0;
+  size_t n = 0;
+  bool stopped = false;
+  auto r = with_read([&](MDB_txn* txn) -> Result<void> {
+    auto last = lmdb_last(txn);
+    if (!last) return std::unexpected(last.error());
+    stored_last = *last;
     CursorGuard cur;
     int rc = mdb_cursor_open(txn, index_dbi_, &cur.cur);
     if (rc != 0) return lmdb_fail(rc, "mdb_cursor_open");
     SeqKey from(after + 1);
     MDB_val k = val_of(key), d = from.val();
-    size_t n = 0;
     for (rc = mdb_cursor_get(cur.cur, &k, &d, MDB_GET_BOTH_RANGE); rc == 0;
          rc = mdb_cursor_get(cur.cur, &k, &d, MDB_NEXT_DUP)) {
       if (d.mv_size != 8) return fail(ErrorCode::corrupt, "index entry is not 8 bytes");
       auto more = visit_seq(txn, get_be64(static_cast<const uint8_t*>(d.mv_data)), visit);
       if (!more) return std::unexpected(more.error());
-      if (!*more || (limit != 0 && ++n >= limit)) return {};
+      if (!*more || (limit != 0 && ++n >= limit)) {
+        stopped = true;
+        return {};
+      }
     }
     if (rc != MDB_NOTFOUND) return lmdb_fail(rc, "cannot read the aggregate index");
     return {};
   });
+  if (!r || stopped) return r;
+  ReadScope scope;
+  for (const GroupPtr& g : pending) {
+    for (size_t i = 0; i < g->events.size(); ++i) {
+      const uint64_t seq = g->first + i;
+      if (seq <= stored_last || seq <= after) continue;
+      const auto& keys = g->keys[i];
+      if (!std::binary_search(keys.begin(), keys.end(), key)) continue;
+      if (!visit(StoredEvent{seq, g->events[i]})) return {};
+      if (limit != 0 && ++n >= limit) return {};
+    }
+  }
+  return {};
 }
 
 Result<void> LmdbLog::read_aggregate_tail(fb::AggregateType type, std::string_view id, size_t count,
                                           const EventVisitor& visit) const {
   if (count == 0) return {};
   const std::string key = layout::index_key(type, id);
-  return with_read([&](MDB_txn* txn) -> Result<void> {
+  const std::vector<GroupPtr> pending = overlay();
+  // Newest first from memory; LMDB supplies the rest. Visited oldest first.
+  std::vector<std::pair<uint64_t, std::span<const uint8_t>>> recent;
+  bool stopped = false;
+  auto r = with_read([&](MDB_txn* txn) -> Result<void> {
+    auto last = lmdb_last(txn);
+    if (!last) return std::unexpected(last.error());
+    for (auto g = pending.rbegin(); g != pending.rend() && recent.size() < count; ++g) {
+      for (size_t i = (*g)->events.size(); i-- > 0 && recent.size() < count;) {
+        const uint64_t seq = (*g)->first + i;
+        if (seq <= *last) break;
+        const auto& keys = (*g)->keys[i];
+        if (std::binary_search(keys.begin(), keys.end(), key))
+          recent.emplace_back(seq, (*g)->events[i]);
+      }
+    }
+    std::reverse(recent.begin(), recent.end());
+    const size_t want = count - recent.size();
+    if (want == 0) return {};
     CursorGuard cur;
     int rc = mdb_cursor_open(txn, index_dbi_, &cur.cur);
     if (rc != 0) return lmdb_fail(rc, "mdb_cursor_open");
@@ -822,7 +1111,7 @@ Result<void> LmdbLog::read_aggregate_tail(fb::AggregateType type, std::string_vi
     if (rc == MDB_NOTFOUND) return {};
     if (rc != 0) return lmdb_fail(rc, "cannot read the aggregate index");
     std::vector<uint64_t> seqs;
-    for (rc = mdb_cursor_get(cur.cur, &k, &d, MDB_LAST_DUP); rc == 0 && seqs.size() < count;
+    for (rc = mdb_cursor_get(cur.cur, &k, &d, MDB_LAST_DUP); rc == 0 && seqs.size() < want;
          rc = mdb_cursor_get(cur.cur, &k, &d, MDB_PREV_DUP)) {
       if (d.mv_size != 8) return fail(ErrorCode::corrupt, "index entry is not 8 bytes");
       seqs.push_back(get_be64(static_cast<const uint8_t*>(d.mv_data)));
@@ -831,10 +1120,18 @@ Result<void> LmdbLog::read_aggregate_tail(fb::AggregateType type, std::string_vi
     for (auto it = seqs.rbegin(); it != seqs.rend(); ++it) {
       auto more = visit_seq(txn, *it, visit);
       if (!more) return std::unexpected(more.error());
-      if (!*more) break;
+      if (!*more) {
+        stopped = true;
+        break;
+      }
     }
     return {};
   });
+  if (!r || stopped) return r;
+  ReadScope scope;
+  for (const auto& [seq, bytes] : recent)
+    if (!visit(StoredEvent{seq, bytes})) break;
+  return {};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -910,6 +1207,9 @@ Result<VerifyReport> LmdbLog::verify() const {
     report.first_bad_seq = seq;
     report.problem = std::move(problem);
   };
+  const std::vector<GroupPtr> pending = overlay();
+  ChainLink prev{};
+  uint64_t prev_last = 0;
   auto r = with_read([&](MDB_txn* txn) -> Result<void> {
     CursorGuard events, chain, index;
     int rc;
@@ -921,8 +1221,6 @@ Result<VerifyReport> LmdbLog::verify() const {
     MDB_val ek, ev;
     int erc = mdb_cursor_get(events.cur, &ek, &ev, MDB_FIRST);
     if (erc != 0 && erc != MDB_NOTFOUND) return lmdb_fail(erc, "cannot read events");
-    ChainLink prev{};
-    uint64_t prev_last = 0;
     MDB_val ck, cv;
     int crc;
     for (crc = mdb_cursor_get(chain.cur, &ck, &cv, MDB_FIRST); crc == 0;
@@ -1003,6 +1301,37 @@ Result<VerifyReport> LmdbLog::verify() const {
     return {};
   });
   if (!r) return std::unexpected(r.error());
+  // Then what is acknowledged but still only in the write-ahead log.
+  for (const GroupPtr& g : pending) {
+    if (!report.ok) break;
+    if (g->last <= prev_last) continue;
+    if (g->first != prev_last + 1) {
+      bad(prev_last + 1, fmt::format("events {}..{} are missing between the stored log and the "
+                                     "write-ahead log",
+                                     prev_last + 1, g->first - 1));
+      break;
+    }
+    ChainHasher hasher(prev);
+    for (size_t i = 0; i < g->events.size(); ++i) {
+      const uint64_t seq = g->first + i;
+      auto env = decode(g->events[i]);
+      if (!env || (*env)->seq() != seq) {
+        bad(seq, fmt::format("write-ahead event {} is not a valid envelope", seq));
+        return report;
+      }
+      hasher.add(seq, g->events[i]);
+      ++report.events_checked;
+    }
+    const ChainLink link = hasher.finish();
+    if (link != g->link) {
+      bad(g->first, fmt::format("the chain link for write-ahead seqs {}..{} does not match",
+                                g->first, g->last));
+      break;
+    }
+    prev = link;
+    prev_last = g->last;
+    ++report.commits_checked;
+  }
   return report;
 }
 

@@ -2,7 +2,12 @@
 // EventLog interface of events/log.h; this header names the on-disk layout for tools and tests
 // that must look at the raw environment (integrity tests, offline inspection with mdb_dump).
 //
-// One LMDB environment in LogOptions::dir (data.mdb + lock.mdb) with four named databases:
+// One LMDB environment in LogOptions::dir (data.mdb + lock.mdb), fed by the write-ahead
+// segments wal.0 / wal.1 beside it (events/wal.h): append() acknowledges once a group's WAL
+// record is durable; an applier thread moves groups into LMDB in durable transactions every
+// LogOptions::apply_interval_ms (sooner past 4096 waiting events or when the WAL is full),
+// reads merge LMDB with the groups still in memory, and open() replays the WAL records that
+// continue LMDB's last seq. LMDB has four named databases:
 //   "events"  key: seq as 8 bytes big-endian   value: the envelope bytes of events::encode()
 //   "index"   (MDB_DUPSORT|MDB_DUPFIXED) key: index_key(aggregate)  dup value: 8-byte BE seq.
 //             One entry for the envelope's aggregate and one per distinct `related` ref, so
@@ -22,6 +27,9 @@
 //    called from a visitor return invalid_argument instead of risking a deadlock.
 //  * Group commit failures: when a commit fails, every append() carried by that commit fails
 //    with the same error; none of their events is stored and their seqs are reused later.
+//    When LMDB cannot take acknowledged events (a full disk), they stay in the WAL and memory,
+//    the applier retries, and appends fail with the applier's error only once the WAL itself
+//    is full.
 //  * Subscribers: callbacks must not call append() (it returns invalid_argument there, since a
 //    nested commit would break delivery order); they may call reads, subscribe and unsubscribe.
 //    Live callbacks run on the committing thread before the next commit can be delivered, so

@@ -1,15 +1,17 @@
 // The durable, append-only event log: one LMDB environment under a state dir.
 //
-// Durability: append() returns only after the LMDB commit that holds the events has been
-// synced to disk (MDB_NOSYNC is never set unless LogOptions::durable is false, which only
-// benchmarks and tests use). Once append() has returned a seq range, those events survive a
-// crash (SIGKILL, power loss within what fdatasync guarantees).
+// Durability: append() returns only after the events' write-ahead record has been written and
+// fdatasync'ed (events/wal.h: one ordered flush per group commit); a background applier then
+// moves them into LMDB in larger durable transactions, and open() replays whatever LMDB lacks.
+// No sync is skipped unless LogOptions::durable is false, which only benchmarks and tests use.
+// Once append() has returned a seq range, those events survive a crash (SIGKILL, power loss
+// within what fdatasync guarantees), and every read sees them at once.
 //
 // Group commit: append() may be called from several threads at once. Batches that arrive
 // while a commit is being prepared are carried by the next commit together, so N concurrent
 // writers pay about one fsync (a leader/follower write queue, like RocksDB's write_thread).
 //
-// Integrity: every commit appends a chain link SHA-256(previous link || the bytes of every
+// Integrity: every group commit appends a chain link SHA-256(previous link || the bytes of every
 // event of the commit, with their seqs), so editing, deleting or reordering any stored event is
 // detected by verify().
 #pragma once
@@ -31,6 +33,8 @@ struct LogOptions {
   uint64_t initial_map_bytes = 64ull << 20;  // grows on MDB_MAP_FULL; never a hard cap
   bool durable = true;                       // false: MDB_NOSYNC (benchmarks/tests only)
   bool read_only = false;                    // open for reading (audits on a copy, replay)
+  uint64_t wal_segment_bytes = 2ull << 20;   // each of the two write-ahead segments
+  int64_t apply_interval_ms = 50;            // how long acknowledged events may wait for LMDB
 };
 
 struct SeqRange {
@@ -88,7 +92,13 @@ class EventLog {
   // Walks the whole log and its integrity chain; names the first bad seq.
   virtual Result<VerifyReport> verify() const = 0;
 
-  // Bytes used by the data file (for benchmarks and status).
+  // Moves every event acknowledged so far from the write-ahead log into the main store and
+  // returns once that is durable (backups, benchmarks of the store's size, tests). Appends do
+  // not need it: they are durable when acknowledged.
+  virtual Result<void> checkpoint() { return {}; }
+
+  // Bytes used by the main data file (for benchmarks and status; the write-ahead segments are
+  // a fixed-size ring next to it).
   virtual uint64_t disk_bytes() const = 0;
 
   // Small key/value area next to the log for snapshots and meta records (not chained; never

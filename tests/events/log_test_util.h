@@ -60,9 +60,11 @@ inline std::string reason_of(const StoredEvent& ev) {
 }
 
 inline std::unique_ptr<EventLog> open_log(const std::string& dir, bool durable = false,
-                                          uint64_t map = 1 << 20) {
+                                          uint64_t map = 1 << 20,
+                                          uint64_t wal_segment = 128 << 10) {
   LogOptions o;
   o.dir = dir;
+  o.wal_segment_bytes = wal_segment;
   o.durable = durable;
   o.initial_map_bytes = map;
   auto log = EventLog::open(o);
