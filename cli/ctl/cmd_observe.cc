@@ -69,6 +69,12 @@ int cmd_logs(Ctx& ctx, const Options& o) {
   std::string raw;
   auto page = ctx.call("GET", base + "?tail=" + std::to_string(tail), std::nullopt, &raw);
   if (!page) return ctx.request_error(page.error());
+  // The events route answers an empty page for a VMID it never saw; say so instead of
+  // printing nothing (and exiting 0) for a typo.
+  if (!page->contains("events") || !(*page)["events"].is_array() || (*page)["events"].empty()) {
+    auto sandbox = ctx.call("GET", "/v1/sandboxes/" + std::to_string(*vmid));
+    if (!sandbox) return ctx.request_error(sandbox.error());
+  }
   long long last = 0;
   // Parsed again in the daemon's key order, so --json lines keep "id" first.
   const ordered page_ordered = ordered::parse(raw);

@@ -311,7 +311,11 @@ std::string profiles_table(const json& list) {
   for (const auto& p : list_of(list, "profiles"))
     t.add({field_text(p, "name"), field_text(p, "template_vmid"), field_text(p, "cores"),
            field_text(p, "memory_mb"), positive_or_dash(p, "ttl_minutes_default"),
-           field_text(p, "keepalive_default")});
+           // The daemon omits false (Go's omitempty), so absent means false, not unknown.
+           p.contains("keepalive_default") && p["keepalive_default"].is_boolean() &&
+                   p["keepalive_default"].get<bool>()
+               ? "true"
+               : "false"});
   return t.render();
 }
 

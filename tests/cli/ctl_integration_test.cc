@@ -444,7 +444,18 @@ TEST_CASE("logs: the tail, then --follow over the event stream until interrupted
   Run j = ctl(d, {"logs", "1020", "--json"});
   CHECK(j.out == e10 + "\n" + e11 + "\n");  // compact, daemon key order ("id" first)
   d.on_json("GET", "/v1/sandboxes/1020/events?tail=1000", 200, R"({"events":[]})");
-  CHECK(ctl(d, {"logs", "1020", "--tail", "5000"}).out.empty());
+  // An empty page: the CLI asks whether the sandbox exists at all (the events route does not
+  // say), so a known sandbox without events prints nothing and a typo is an error.
+  d.on_json("GET", "/v1/sandboxes/1020", 200, kSandbox);
+  Run empty = ctl(d, {"logs", "1020", "--tail", "5000"});
+  CHECK(empty.code == 0);
+  CHECK(empty.out.empty());
+  d.on_json("GET", "/v1/sandboxes/1021/events?tail=50", 200, R"({"events":[]})");
+  d.on_json("GET", "/v1/sandboxes/1021", 404, R"({"error":"sandbox not found"})");
+  Run typo = ctl(d, {"logs", "1021"});
+  CHECK(typo.code == 1);
+  CHECK(typo.err ==
+        "agentlab-ctl: sandbox not found; list sandboxes with 'agentlab-ctl sandbox list'\n");
 
   std::atomic<bool> cancel{false};
   FakeResponse stream;
