@@ -22,7 +22,21 @@ const reflection::Schema& schema() {
   return *s;
 }
 
+// Enums the API and the CLI already spell one way (states upper-case, steps and aggregate
+// types lower-case) are rendered that way inside payloads too; others by their schema name.
 std::string enum_value_name(const reflection::Enum& e, int64_t value) {
+  const std::string_view name = e.name()->string_view();
+  auto is = [&](std::string_view type) {
+    return name.size() >= type.size() && name.substr(name.size() - type.size()) == type &&
+           (name.size() == type.size() || name[name.size() - type.size() - 1] == '.');
+  };
+  if (is("SandboxStateCode"))
+    return std::string(sandbox_state_name(static_cast<fb::SandboxStateCode>(value)));
+  if (is("JobStatusCode"))
+    return std::string(job_status_name(static_cast<fb::JobStatusCode>(value)));
+  if (is("Step")) return std::string(step_name(static_cast<fb::Step>(value)));
+  if (is("AggregateType"))
+    return std::string(aggregate_type_name(static_cast<fb::AggregateType>(value)));
   for (const auto* v : *e.values())
     if (v->value() == value) return v->name()->str();
   return std::to_string(value);

@@ -42,8 +42,8 @@ TEST_CASE("a sandbox.state event renders the reference's fields plus seq, stage 
   CHECK(j["msg"] == "BOOTING -> READY");
   CHECK(j["aggregate"]["type"] == "sandbox");
   CHECK(j["aggregate"]["id"] == "1000");
-  CHECK(j["payload"]["from"] == "Booting");
-  CHECK(j["payload"]["to"] == "Ready");
+  CHECK(j["payload"]["from"] == "BOOTING");  // the API's spelling, not the schema's
+  CHECK(j["payload"]["to"] == "READY");
 }
 
 TEST_CASE("step events name their step in the kind and carry the duration") {
@@ -59,6 +59,7 @@ TEST_CASE("step events name their step in the kind and carry the duration") {
   CHECK(j["job_id"] == "job_0123456789abcdef");
   CHECK(j["msg"] == "clone completed in 2.100s");
   CHECK(j["payload"]["duration_ns"] == 2'100'000'000);
+  CHECK(j["payload"]["step"] == "clone");
   CHECK(j["related"][0]["type"] == "job");
 }
 
@@ -77,6 +78,7 @@ TEST_CASE("a job.report renders nested artifact tables and omits empty fields") 
   CHECK(j["kind"] == "job.report");
   CHECK(j["stage"] == "COMPLETED");
   CHECK(j["msg"] == "agent finished");
+  CHECK(j["payload"]["status"] == "COMPLETED");
   CHECK(j["payload"]["artifacts"][0]["name"] == "agentlab-artifacts.tar.gz");
   CHECK(j["payload"]["artifacts"][0]["size_bytes"] == 1234);
   CHECK_FALSE(j["payload"]["artifacts"][0].contains("sha256"));
