@@ -368,8 +368,13 @@ struct Upload : std::enable_shared_from_this<Upload> {
     uv_work_t req{};
     Upload* up = nullptr;
     void (*work)(Io&) = nullptr;
-    int err = 0;  // errno of a failed write or sync
+    int err = 0;       // errno of a failed write, sync or rename
+    std::string what;  // the step that failed
+    // The final job's input and results.
     std::string sha_hex;
+    std::string root;  // artifact_dir
+    int version = 1;
+    std::string stored, target;
   };
   int pending_jobs = 0;  // pool jobs of the current buffer still running
   int write_err = 0;     // the first error among them
@@ -499,7 +504,8 @@ struct Upload : std::enable_shared_from_this<Upload> {
     if (!busy) discard();
   }
 
-  // Every byte is written: make the file durable on the thread pool, then store and record it.
+  // Every byte is written. On the thread pool: make the file durable, move it to its place and
+  // make that rename durable too (the event will point at it); then record it on the loop.
   void finish() {
     if (finishing) return;
     finishing = true;
@@ -508,12 +514,21 @@ struct Upload : std::enable_shared_from_this<Upload> {
     auto* io = new Io;
     io->up = this;
     io->req.data = io;
+    // Each version keeps its own file: the first at <job>/<path> (the reference's layout), later
+    // ones under <job>/.versions/<n>/<path>. The version is read from the state here, on the
+    // loop; placing never replaces a file, so an upload of the same name whose event is not
+    // committed yet (it holds that version's file) pushes this one to the next version.
+    io->version = 1;
+    if (auto it = ctx->core->state().artifacts.find(job_id);
+        it != ctx->core->state().artifacts.end())
+      for (const auto& a : it->second)
+        if (a.path == path) io->version = std::max(io->version, a.version + 1);
+    io->root = ctx->settings.artifact_dir;
     uv_queue_work(
         ctx->loop, &io->req,
         [](uv_work_t* r) {
           auto* io = static_cast<Io*>(r->data);
           Upload* up = io->up;
-          if (::fsync(up->fd) != 0) io->err = errno;  // durable before it is recorded
           unsigned char digest[EVP_MAX_MD_SIZE];
           unsigned len = 0;
           EVP_DigestFinal_ex(up->sha, digest, &len);
@@ -522,60 +537,86 @@ struct Upload : std::enable_shared_from_this<Upload> {
             io->sha_hex += kHex[digest[i] >> 4];
             io->sha_hex += kHex[digest[i] & 15];
           }
+          if (::fsync(up->fd) != 0) {
+            io->err = errno;
+            io->what = "artifact fsync";
+            return;
+          }
+          ::close(up->fd);
+          up->fd = -1;
+          io->err = place_file(up->temp, up->job_id, up->path, *io);
+          if (io->err == 0) up->temp.clear();
         },
         [](uv_work_t* r, int) {
           std::unique_ptr<Io> io(static_cast<Io*>(r->data));
-          io->up->synced(io->err, std::move(io->sha_hex));
+          io->up->placed(*io);
         });
   }
 
-  void synced(int err, std::string sha_hex) {
-    busy = false;
-    if (failed) return discard();
-    if (err != 0) {
-      log_io_error("artifact fsync", err);
-      return fail_with(500, "failed to persist artifact");
-    }
-    uv_fs_t r;
-    uv_fs_close(nullptr, &r, fd, nullptr);
-    uv_fs_req_cleanup(&r);
-    fd = -1;
-    // Each version keeps its own file: the first at <job>/<path> (the reference's layout),
-    // later ones under <job>/.versions/<n>/<path>. The rename never replaces a file: an upload
-    // of the same name whose event is not committed yet already holds that version's file.
-    int version = 1;
-    if (auto it = ctx->core->state().artifacts.find(job_id);
-        it != ctx->core->state().artifacts.end())
-      for (const auto& a : it->second)
-        if (a.path == path) version = std::max(version, a.version + 1);
-    std::string stored, target;
-    for (;; ++version) {
-      stored = version == 1 ? job_id + "/" + path
-                            : job_id + "/.versions/" + std::to_string(version) + "/" + path;
-      target = ctx->settings.artifact_dir + "/" + stored;
+  // Moves `temp` to the first free version's name under `io.root` and fsyncs the directories
+  // it touched. Returns 0 or an errno (io.what says which step). Runs on the thread pool.
+  static int place_file(const std::string& temp, const std::string& job_id, const std::string& path,
+                        Io& io) {
+    for (;; ++io.version) {
+      io.stored = io.version == 1
+                      ? job_id + "/" + path
+                      : job_id + "/.versions/" + std::to_string(io.version) + "/" + path;
+      io.target = io.root + "/" + io.stored;
       std::error_code ec;
-      fs::create_directories(fs::path(target).parent_path(), ec);
-      if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0)
+      fs::create_directories(fs::path(io.target).parent_path(), ec);
+      if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, io.target.c_str(), RENAME_NOREPLACE) == 0)
         break;
       if (errno == EEXIST) continue;
       if (errno == EINVAL) {
         // A filesystem without RENAME_NOREPLACE: link() never replaces either.
-        if (::link(temp.c_str(), target.c_str()) == 0) {
+        if (::link(temp.c_str(), io.target.c_str()) == 0) {
           ::unlink(temp.c_str());
           break;
         }
         if (errno == EEXIST) continue;
       }
-      log_io_error("artifact rename", errno);
-      return fail_with(500, "failed to finalize artifact");
+      io.what = "artifact rename";
+      return errno;
     }
+    // The new name, and any directory created for it, are durable once their parents are
+    // synced: from the file's directory up to the artifact root.
+    fs::path root = fs::path(io.root).lexically_normal();
+    if (!root.has_filename()) root = root.parent_path();  // "dir/" names "dir"
+    for (fs::path dir = fs::path(io.target).parent_path(); !dir.empty(); dir = dir.parent_path()) {
+      int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd < 0 || ::fsync(dfd) != 0) {
+        int e = errno;
+        if (dfd >= 0) ::close(dfd);
+        io.what = "artifact directory fsync";
+        return e;
+      }
+      ::close(dfd);
+      if (dir.lexically_normal() == root || dir == dir.parent_path()) break;
+    }
+    return 0;
+  }
+
+  void placed(const Io& io) {
+    busy = false;
+    if (failed) {
+      // Refused meanwhile: keep nothing.
+      std::error_code ec;
+      if (io.err == 0) fs::remove(io.target, ec);
+      return discard();
+    }
+    if (io.err != 0) {
+      log_io_error(io.what, io.err);
+      return fail_with(500, io.what == "artifact fsync" ? "failed to persist artifact"
+                                                        : "failed to finalize artifact");
+    }
+    std::string stored = io.stored, target = io.target;
     temp.clear();
     engine::RecordArtifactUpload cmd;
     cmd.token = token;
     cmd.path = path;
     cmd.name = fs::path(path).filename().string();
     cmd.size_bytes = size;
-    cmd.sha256 = std::move(sha_hex);
+    cmd.sha256 = io.sha_hex;
     cmd.mime = mime.empty() ? sniff_mime(head) : mime;
     cmd.stored_path = stored;
     auto keep = self;
