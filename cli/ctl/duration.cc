@@ -79,10 +79,12 @@ std::string format_elapsed(std::chrono::nanoseconds d) {
   char buf[48];
   if (ms < 1000) {
     std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
-  } else if (ms < 60'000) {
-    std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000.0);
-  } else if (ms < 3'600'000) {
-    const int64_t s = ms / 1000;
+  } else if (const int64_t tenths = (ms + 50) / 100; tenths < 600) {
+    // Tenths rounded half up in integers: printf's %.1f would round a tie to even on the
+    // binary value, so 4.25 s showed as 4.2 s next to 16.75 s as 16.8 s.
+    std::snprintf(buf, sizeof buf, "%lld.%llds", static_cast<long long>(tenths / 10),
+                  static_cast<long long>(tenths % 10));
+  } else if (const int64_t s = (ms + 500) / 1000; s < 3600) {
     std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60),
                   static_cast<long long>(s % 60));
   } else {

@@ -94,6 +94,10 @@ TEST_CASE("Go durations") {
 TEST_CASE("elapsed and Go duration rendering") {
   CHECK(format_elapsed(850ms) == "850ms");
   CHECK(format_elapsed(2100ms) == "2.1s");
+  CHECK(format_elapsed(4250ms) == "4.3s");  // ties round up, not to even
+  CHECK(format_elapsed(5049ms) == "5.0s");
+  CHECK(format_elapsed(59960ms) == "1m00s");  // not "60.0s"
+  CHECK(format_elapsed(89600ms) == "1m30s");
   CHECK(format_elapsed(65s) == "1m05s");
   CHECK(format_elapsed(2h + 3min) == "2h03m");
   CHECK(format_elapsed(-5s) == "0ms");
@@ -279,7 +283,7 @@ TEST_CASE("timings render the seed's two tables") {
         "Window: since_seconds=3600\n\n"
         "Sandbox provisioning\n"
         "OPERATION  COUNT  MEDIAN  P95   P99\n"
-        "clone      3      2.1s    4.0s  8.2s\n"
+        "clone      3      2.1s    4.0s  8.3s\n"  // 8.25 s: ties round up
         "\nJob execution overhead\n(no jobs in the window)\n");
 }
 
