@@ -98,13 +98,20 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string http_date() {
+// The Date header changes once a second; format it once per second per loop thread.
+const std::string& http_date() {
+  thread_local std::time_t cached_at = 0;
+  thread_local std::string cached;
   std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[64];
-  size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(buf, n);
+  if (now != cached_at || cached.empty()) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buf[64];
+    size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached.assign(buf, n);
+    cached_at = now;
+  }
+  return cached;
 }
 
 std::string peer_ip_string(const sockaddr_storage& ss, int* port) {
@@ -518,6 +525,11 @@ void Connection::after_headers() {
   record_pending_ = true;
   record_method_ = req.method;
   record_route_ = nullptr;
+  if (auto given = req.headers.get("X-Request-Id"); given && valid_request_id(*given))
+    req.id = std::string(*given);
+  else
+    req.id = make_request_id();
+  req_id_ = req.id;
   set_timer(o.body_timeout.count() > 0 && has_body_ ? TimerMode::body : TimerMode::none);
 
   if (parser_.upgrade) {
@@ -599,6 +611,7 @@ void Connection::after_message() {
     // handler's last writer.
     BodySink sink = std::move(cur_->sink);
     cur_->sink = {};
+    CurrentRequestScope scope(req_id_);
     if (sink.on_end) sink.on_end();
   }
   maybe_finish_exchange();
@@ -607,6 +620,7 @@ void Connection::after_message() {
 void Connection::dispatch(std::shared_ptr<Exchange> ex) {
   Request& req = ex->request;
   const Router::Route* route = ex->route;
+  CurrentRequestScope scope(req.id);
   try {
     route->handler(req, ResponseWriter(ex));
   } catch (const std::exception& e) {
@@ -661,6 +675,11 @@ std::string Connection::response_head(int status, std::string_view content_type,
   h += "Date: ";
   h += http_date();
   h += "\r\n";
+  if (!req_id_.empty()) {
+    h += "X-Request-Id: ";
+    h += req_id_;
+    h += "\r\n";
+  }
   for (const auto& [k, v] : extra) {
     h += k;
     h += ": ";
@@ -828,6 +847,7 @@ void Connection::maybe_finish_exchange() {
 
 void Connection::reset_for_next_request() {
   req_state_ = ReqState::idle;
+  req_id_.clear();
   resp_started_ = false;
   resp_complete_ = false;
   resp_chunked_ = false;

@@ -186,6 +186,7 @@ class Connection {
   int resp_status_ = 0;
 
   // Response to the current request.
+  std::string req_id_;  // echoed in X-Request-Id ("" before the headers were complete)
   bool keep_alive_ = true;
   bool head_request_ = false;
   bool resp_started_ = false;

@@ -1,5 +1,9 @@
 #include "adapters/http/request.h"
 
+#include <atomic>
+#include <cstdio>
+#include <random>
+
 namespace agentlab::http {
 
 namespace {
@@ -46,6 +50,47 @@ std::string_view Request::param(std::string_view name) const {
     if (k == name) return v;
   }
   return {};
+}
+
+namespace {
+thread_local std::string_view current_id;
+}  // namespace
+
+std::string_view current_request_id() {
+  return current_id;
+}
+
+CurrentRequestScope::CurrentRequestScope(std::string_view id) : previous_(current_id) {
+  current_id = id;
+}
+
+CurrentRequestScope::~CurrentRequestScope() {
+  current_id = previous_;
+}
+
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string make_request_id() {
+  // The prefix keeps ids of different daemon runs apart; the counter keeps ids of one run apart
+  // at the cost of one uncontended atomic increment.
+  static const uint32_t prefix = [] {
+    std::random_device rd;
+    return static_cast<uint32_t>(rd());
+  }();
+  static std::atomic<uint64_t> counter{0};
+  char buf[32];
+  int n = std::snprintf(
+      buf, sizeof buf, "%08x-%08llx", prefix,
+      static_cast<unsigned long long>(counter.fetch_add(1, std::memory_order_relaxed) + 1));
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 }  // namespace agentlab::http

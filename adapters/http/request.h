@@ -59,6 +59,12 @@ struct Request {
   // (RouteOptions::stream_body), which read it through ResponseWriter::read_body().
   std::string body;
 
+  // This exchange's id: the client's X-Request-Id when it is sane (1-64 characters of
+  // [A-Za-z0-9._:-]), else one the server made up (unique per process run). Every response to
+  // the request carries it back in X-Request-Id, and the daemon records it in the events the
+  // request caused.
+  std::string id;
+
   // Values captured by `{name}` / `{name...}` segments of the matched route pattern
   // (percent-decoded).
   std::vector<std::pair<std::string, std::string>> params;
@@ -72,5 +78,29 @@ struct Request {
   // True when the request carries a body (Content-Length > 0 or chunked).
   bool has_body() const { return chunked || (content_length && *content_length > 0); }
 };
+
+// The id of the request whose handler (or streamed-body callback) is running on this thread
+// right now, "" outside one. Code called synchronously from a handler — the daemon's engine host
+// — tags what it records with the request that caused it without the id being passed down every
+// call. Work a handler defers to a later callback does not see it.
+std::string_view current_request_id();
+
+// Sets current_request_id() for its lifetime (nests; restores the previous value).
+class CurrentRequestScope {
+ public:
+  explicit CurrentRequestScope(std::string_view id);
+  ~CurrentRequestScope();
+  CurrentRequestScope(const CurrentRequestScope&) = delete;
+  CurrentRequestScope& operator=(const CurrentRequestScope&) = delete;
+
+ private:
+  std::string_view previous_;
+};
+
+// True when a client-supplied request id may be used as is (1-64 of [A-Za-z0-9._:-]).
+bool valid_request_id(std::string_view id);
+
+// A new request id: 8 hex digits chosen at random once per process, '-', a counter in hex.
+std::string make_request_id();
 
 }  // namespace agentlab::http

@@ -1,5 +1,7 @@
 #include "cli/agentlabd/control_api.h"
 
+#include <spdlog/spdlog.h>
+
 #include <array>
 #include <filesystem>
 #include <string>
@@ -430,13 +432,26 @@ void create_workspace(ApiContext& ctx, http::Request& req, http::ResponseWriter 
     if (r->replayed && !r->response_json.empty())
       return reply_json_text(w, r->status, r->response_json);
     std::string id = r->workspace_id;
-    // The volume is created by an effect; answer once the workspace exists (or failed).
-    ctx.core->wait_until(
-        [id](const projections::State& s) { return projections::find_workspace(s, id) != nullptr; },
+    // The volume is created by an effect; answer once the workspace exists, or as soon as the
+    // hypervisor refused the volume (no event records that: the engine host keeps the error).
+    const std::string key = "volume:" + id;
+    Core* core = ctx.core;
+    core->wait_until(
+        [core, id, key](const projections::State& s) {
+          return projections::find_workspace(s, id) != nullptr ||
+                 core->outcome_error(key) != nullptr;
+        },
         ctx.settings.teardown_wait_ms,
-        [&ctx, w, id](bool ok) mutable {
-          if (!ok) return (void)w.error(500, "failed to create workspace");
-          reply_workspace(w, *ctx.core, 201, id);
+        [core, w, id, key](bool) mutable {
+          if (projections::find_workspace(core->state(), id) != nullptr) {
+            core->forget_outcome_error(key);
+            return reply_workspace(w, *core, 201, id);
+          }
+          if (const Error* e = core->outcome_error(key)) {
+            spdlog::warn("workspace {}: {}", id, e->describe());
+            core->forget_outcome_error(key);
+          }
+          w.error(500, "failed to create workspace");
         });
   });
 }

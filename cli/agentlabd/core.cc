@@ -3,11 +3,57 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <type_traits>
+#include <variant>
 
+#include "adapters/http/request.h"
 #include "engine/replay.h"
 #include "projections/apply.h"
 
 namespace agentlab::daemon {
+
+namespace {
+
+// Past this many unanswered effects the table is dropped (a leak guard: every effect the runner
+// starts reports back, so this only trips if outcomes are lost).
+constexpr size_t kMaxEffectCauses = 100000;
+
+std::string step_key(int32_t owner, fb::Step step, int32_t attempt) {
+  return "step:" + std::to_string(owner) + ":" + std::to_string(static_cast<int>(step)) + ":" +
+         std::to_string(attempt);
+}
+
+// The key under which an effect's outcome command will come back ("" for effects without one).
+std::string effect_key(const engine::Effect& effect) {
+  return std::visit(
+      [&](const auto& e) -> std::string {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, engine::CreateVolume>) {
+          return "volume:" + e.workspace_id;
+        } else if constexpr (std::is_same_v<T, engine::RemoveSnippet>) {
+          return "snippet:" + std::to_string(e.vmid) + ":" + e.ref;
+        } else if constexpr (requires { e.attempt; }) {
+          return step_key(engine::owner_of(effect), engine::step_of(effect), e.attempt);
+        } else {
+          return {};
+        }
+      },
+      effect);
+}
+
+// The key of an effect outcome command ("" for every other command).
+std::string outcome_key(const engine::Command& command) {
+  if (const auto* r = std::get_if<engine::RecordStep>(&command))
+    return step_key(r->vmid, r->step, r->attempt);
+  if (const auto* v = std::get_if<engine::RecordVolumeCreated>(&command))
+    return "volume:" + v->workspace_id;
+  if (const auto* n = std::get_if<engine::RecordSnippetRemoved>(&command))
+    return "snippet:" + std::to_string(n->vmid) + ":" + n->ref;
+  return {};
+}
+
+}  // namespace
 
 struct Core::Waiter {
   std::function<bool(const projections::State&)> ready;
@@ -56,17 +102,71 @@ Result<void> Core::rebuild() {
   return {};
 }
 
+Core::Cause Core::cause_of(const engine::Command& command) {
+  if (std::string key = outcome_key(command); !key.empty()) {
+    if (auto it = effect_causes_.find(key); it != effect_causes_.end()) {
+      Cause c = std::move(it->second);
+      effect_causes_.erase(it);
+      return c;
+    }
+  }
+  return Cause{std::string(http::current_request_id()), 0};
+}
+
+void Core::stamp(events::Draft& draft, const Cause& cause) {
+  if (cause.seq != 0)
+    draft.cause_seq = cause.seq;
+  else if (!cause.request_id.empty())
+    draft.request_id = cause.request_id;
+}
+
+void Core::remember_effect_causes(const std::vector<engine::Effect>& effects,
+                                  const std::vector<events::Draft>& drafts, uint64_t first_seq,
+                                  const Cause& cause) {
+  if (effects.empty()) return;
+  if (effect_causes_.size() > kMaxEffectCauses) {
+    spdlog::warn("{} effect outcomes never arrived; forgetting their causes",
+                 effect_causes_.size());
+    effect_causes_.clear();
+  }
+  for (const auto& effect : effects) {
+    std::string key = effect_key(effect);
+    if (key.empty()) continue;
+    Cause c = cause;
+    // A tracked step is requested by its own StepRequested event in the same batch.
+    for (size_t i = 0; i < drafts.size(); ++i) {
+      const auto& d = drafts[i];
+      if (d.kind != fb::EventKind::StepRequested) continue;
+      const auto* p = d.payload.AsStepResult();
+      if (p == nullptr || d.aggregate_id.empty()) continue;
+      if (step_key(std::atoi(d.aggregate_id.c_str()), p->step, p->attempt) == key) {
+        c = Cause{{}, first_seq + i};
+        break;
+      }
+    }
+    effect_causes_[std::move(key)] = std::move(c);
+  }
+}
+
 void Core::execute(engine::Command command, Reply reply, const Renderer& render) {
   engine::DecideContext ctx{clock_, ids_, profiles_, config_};
   auto decision = engine::decide(command, state_, ctx);
   if (!decision) {
+    if (std::string key = outcome_key(command); !key.empty()) {
+      effect_causes_.erase(key);
+      if (outcome_errors_.size() > kMaxEffectCauses) outcome_errors_.clear();
+      outcome_errors_.insert_or_assign(std::move(key), decision.error());
+      check_waiters();
+    }
     if (reply) reply(std::unexpected(decision.error()));
     return;
   }
+  const Cause cause = cause_of(command);
   const std::string_view key = engine::idempotency_key_of(command);
   const bool record = !key.empty() && !decision->outcome.replayed && !decision->outcome.error;
   if (decision->events.empty() && !record) {
     // Nothing to record (an idempotent repeat, a no-op): effects may still be due (retries).
+    remember_effect_causes(decision->effects, decision->events, 0, cause);
     if (effect_sink_ && !decision->effects.empty()) effect_sink_(std::move(decision->effects));
     if (reply) reply(std::move(decision->outcome));
     return;
@@ -77,7 +177,9 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
   // Fold first, at the seqs the pipeline will assign (it is the log's only writer), so later
   // decisions in this turn see these events and the idempotency record renders from them.
   uint64_t seq = pipeline_.next_seq();
+  remember_effect_causes(*effects, drafts, seq, cause);
   for (auto& d : drafts) {
+    stamp(d, cause);
     auto bytes = events::encode(d, seq++);
     projections::apply(state_, *fb::GetEnvelope(bytes.data()));
   }
@@ -91,6 +193,7 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
     drafts.push_back(events::make_draft(fb::AggregateType::System, "requests",
                                         fb::EventKind::RequestRecorded, std::move(r),
                                         clock_.wall_ns(), clock_.mono_ns()));
+    stamp(drafts.back(), cause);
     auto bytes = events::encode(drafts.back(), seq++);
     projections::apply(state_, *fb::GetEnvelope(bytes.data()));
   }
@@ -118,6 +221,8 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
 
 void Core::record(std::vector<events::Draft> drafts,
                   std::function<void(Result<events::SeqRange>)> done) {
+  const Cause cause{std::string(http::current_request_id()), 0};
+  for (auto& d : drafts) stamp(d, cause);
   auto stored = std::make_shared<std::vector<events::OwnedEvent>>();
   *stored = pipeline_.submit(std::move(drafts),
                              [this, stored, done = std::move(done)](Result<events::SeqRange> r) {
@@ -135,6 +240,11 @@ void Core::notify_followers(const std::vector<events::OwnedEvent>& stored) {
     auto followers = followers_;
     for (auto& [id, f] : followers) f(e.view());
   }
+}
+
+const Error* Core::outcome_error(const std::string& key) const {
+  auto it = outcome_errors_.find(key);
+  return it == outcome_errors_.end() ? nullptr : &it->second;
 }
 
 uint64_t Core::follow(Follower follower) {

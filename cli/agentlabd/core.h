@@ -13,6 +13,8 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cli/agentlabd/commit_pipeline.h"
@@ -49,6 +51,11 @@ class Core {
   // Decides `command`; on a decision error replies at once and appends nothing. Otherwise the
   // reply comes after the events are durable (or with the commit's error).
   // Requires: loop thread.
+  // Every event appended carries its cause (the envelope's request_id or cause_seq): the id of
+  // the HTTP request whose handler is running (http::current_request_id()), or — for the outcome
+  // of a side effect (RecordStep, RecordVolumeCreated, RecordSnippetRemoved) — the seq of the
+  // event that requested the effect (its sandbox.<step>.requested), or when no such event
+  // exists the cause of the command that requested it. Timers and daemon facts have none.
   // A command carrying an idempotency key also records render(outcome, state) in the same batch,
   // so a retry with that key gets the original response and appends nothing.
   void execute(engine::Command command, Reply reply, const Renderer& render = {});
@@ -63,6 +70,13 @@ class Core {
   // (the reference's synchronous sandbox create, destroy, rebind).
   void wait_until(std::function<bool(const projections::State&)> ready, uint64_t timeout_ms,
                   std::function<void(bool)> done);
+
+  // The error of an effect outcome that decided nothing (e.g. RecordVolumeCreated for a volume
+  // the hypervisor refused): no event records it, so API calls waiting for that effect look it
+  // up here by the outcome key ("volume:<workspace_id>"). Waiters are re-checked when one is
+  // added. Kept until taken (bounded).
+  const Error* outcome_error(const std::string& key) const;
+  void forget_outcome_error(const std::string& key) { outcome_errors_.erase(key); }
 
   // Live event feed: every durable event, in order, after it is durable. Returns an id.
   uint64_t follow(Follower follower);
@@ -89,6 +103,17 @@ class Core {
 
  private:
   struct Waiter;
+  // Why a batch is appended (at most one of the two is set).
+  struct Cause {
+    std::string request_id;
+    uint64_t seq = 0;
+  };
+  Cause cause_of(const engine::Command& command);
+  static void stamp(events::Draft& draft, const Cause& cause);
+  // Remembers, for each effect of a decision, what its outcome command will be caused by.
+  void remember_effect_causes(const std::vector<engine::Effect>& effects,
+                              const std::vector<events::Draft>& drafts, uint64_t first_seq,
+                              const Cause& cause);
   void check_waiters();
   void notify_followers(const std::vector<events::OwnedEvent>& stored);
 
@@ -108,6 +133,11 @@ class Core {
   // Events applied to the projections but not yet durable are delivered to followers only
   // once their batch commits; this is the highest seq delivered so far.
   uint64_t delivered_seq_ = 0;
+  // Effect outcome key ("step:<owner>:<step>:<attempt>", "volume:<workspace>",
+  // "snippet:<vmid>:<ref>") -> the cause its outcome's events get. Erased when the outcome
+  // arrives.
+  std::unordered_map<std::string, Cause> effect_causes_;
+  std::unordered_map<std::string, Error> outcome_errors_;
 };
 
 }  // namespace agentlab::daemon

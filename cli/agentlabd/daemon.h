@@ -22,7 +22,7 @@ struct SimSettings {
   double time_scale = 1.0;  // 1.0 = the seed's real latencies
   uint64_t seed = 1;
   std::vector<std::string> guest_command;  // what a booting VM runs (the guest runner)
-  std::string guest_ip = "127.0.0.1";      // the address the simulated guest agent reports
+  std::string guest_ip = "10.77.0.2";      // what the simulated guest agent reports (not loopback)
   std::string schema_path;                 // the PVE API schema the simulator validates against
 };
 
