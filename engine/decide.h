@@ -33,8 +33,8 @@ struct EngineConfig {
   uint64_t host_reserved_memory_mb = 4096;  // "Do not exceed": RAM - 4 GB
   int cpu_overcommit = 2;                   // vCPUs <= cores x 2
   double storage_free_fraction = 0.2;       // keep 20% free
-  int64_t artifact_retention_ns = 0;         // artifact_retention; 0: keep forever
-  int64_t artifact_retention_bytes = 0;      // artifact_retention_bytes; 0: no cap
+  int64_t artifact_retention_ns = 0;        // artifact_retention; 0: keep forever
+  int64_t artifact_retention_bytes = 0;     // artifact_retention_bytes; 0: no cap
 };
 
 using Profiles = std::map<std::string, Profile, std::less<>>;

@@ -28,8 +28,8 @@ void collect(Builder& b, const projections::Artifact& a, std::string reason) {
   p.path = a.path;
   p.reason = std::move(reason);
   p.version = a.version;
-  auto& d = b.emit(fb::AggregateType::Artifact, a.job_id + "/" + a.path,
-                   fb::EventKind::ArtifactGc, std::move(p));
+  auto& d = b.emit(fb::AggregateType::Artifact, a.job_id + "/" + a.path, fb::EventKind::ArtifactGc,
+                   std::move(p));
   events::add_related(d, fb::AggregateType::Job, a.job_id);
   b.effect(DeleteArtifactFile{a.job_id, a.stored_path});
 }
@@ -56,8 +56,7 @@ Result<Decision> on(const CollectArtifacts&, Builder& b) {
   for (const auto& c : live) {
     const int64_t retention = c.finished ? retention_ns_for(st, b.ctx(), c.artifact->job_id) : 0;
     if (retention > 0 && now - c.artifact->created_ns >= retention) {
-      collect(b, *c.artifact,
-              fmt::format("retention: older than {}s", retention / 1'000'000'000));
+      collect(b, *c.artifact, fmt::format("retention: older than {}s", retention / 1'000'000'000));
       total -= c.artifact->size_bytes;
       ++collected;
     } else {
@@ -73,9 +72,9 @@ Result<Decision> on(const CollectArtifacts&, Builder& b) {
     for (const auto& c : kept) {
       if (total <= cap) break;
       if (!c.finished) continue;
-      collect(b, *c.artifact,
-              fmt::format("retention: {} bytes stored, over artifact_retention_bytes {}", total,
-                          cap));
+      collect(
+          b, *c.artifact,
+          fmt::format("retention: {} bytes stored, over artifact_retention_bytes {}", total, cap));
       total -= c.artifact->size_bytes;
       ++collected;
     }

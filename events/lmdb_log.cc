@@ -28,6 +28,7 @@
 #include "events/chain.h"
 #include "events/log.h"
 #include "events/schema_version.h"
+#include "events/value_codec.h"
 #include "events/wal.h"
 
 namespace agentlab::events {
@@ -221,11 +222,13 @@ Result<void> create_fresh(const std::string& dir, const std::string& data_path) 
       return lmdb_fail(rc, "cannot create database 'index'");
     MDB_dbi meta;
     mdb_dbi_open(txn.txn, layout::kMetaDb, 0, &meta);
-    std::string s = be16(kSchemaVersion), m = be16(kMinReaderVersion);
+    std::string s = be16(kSchemaVersion), m = be16(kMinReaderVersion), f = be16(kValueFormat);
     MDB_val sk = val_of(layout::kMetaSchemaVersion), sv = val_of(s);
     MDB_val mk = val_of(layout::kMetaMinReaderVersion), mv = val_of(m);
+    MDB_val fk = val_of(layout::kMetaValueFormat), fv = val_of(f);
     if ((rc = mdb_put(txn.txn, meta, &sk, &sv, 0)) != 0 ||
-        (rc = mdb_put(txn.txn, meta, &mk, &mv, 0)) != 0)
+        (rc = mdb_put(txn.txn, meta, &mk, &mv, 0)) != 0 ||
+        (rc = mdb_put(txn.txn, meta, &fk, &fv, 0)) != 0)
       return lmdb_fail(rc, "cannot write the log's version record");
     if ((rc = txn.commit()) != 0) return lmdb_fail(rc, "cannot commit the new log");
   }
@@ -300,7 +303,8 @@ class LmdbLog final : public EventLog {
   GroupPtr commit_group(std::vector<Writer*>& group);
   // Writes groups into LMDB in one durable transaction (growing the map as needed).
   Result<void> apply(const std::vector<GroupPtr>& groups);
-  int try_apply(MDB_txn* txn, const std::vector<GroupPtr>& groups);
+  int try_apply(MDB_txn* txn, const std::vector<GroupPtr>& groups,
+                const std::vector<std::vector<uint8_t>>& stored);
   // Runs body(txn) in a write transaction and commits it; MDB_MAP_FULL grows the map and
   // MDB_MAP_RESIZED adopts another process's size before running it again. The LMDB code of
   // the last try (0: committed), or why the map could not grow.
@@ -324,12 +328,17 @@ class LmdbLog final : public EventLog {
   // Hands sub every event in (sub.delivered, upto], in order; aborts if one cannot be read.
   void deliver_backlog(Subscriber& sub, uint64_t upto) const;
 
+  // The envelope bytes of a stored value (decompressed into buf when the log compresses).
+  Result<std::span<const uint8_t>> envelope_of(const MDB_val& v, uint64_t seq,
+                                               std::vector<uint8_t>& buf) const;
+
   // Looks up one event and hands it to visit. Result: false when the visitor stopped.
   Result<bool> visit_seq(MDB_txn* txn, uint64_t seq, const EventVisitor& visit) const;
 
   MDB_env* env_ = nullptr;
   MDB_dbi events_dbi_ = 0, index_dbi_ = 0, chain_dbi_ = 0, meta_dbi_ = 0;
   bool read_only_ = false;
+  bool compressed_ = false;  // values per events/value_codec.h (meta value_format 1)
   std::string dir_;
 
   // Readers hold it shared for the life of a transaction; map growth holds it exclusively,
@@ -544,6 +553,24 @@ Result<std::unique_ptr<EventLog>> LmdbLog::open(const LogOptions& options) {
                 fmt::format("{} has no version record (not an agentlab event log?)", data_path));
   } else {
     return lmdb_fail(rc, "cannot read the log's version record");
+  }
+
+  {
+    MDB_val fk = val_of(layout::kMetaValueFormat), fv;
+    rc = mdb_get(txn.txn, log->meta_dbi_, &fk, &fv);
+    if (rc == 0) {
+      if (fv.mv_size != 2) return fail(ErrorCode::corrupt, "meta value_format is malformed");
+      const auto* q = static_cast<const uint8_t*>(fv.mv_data);
+      const uint16_t format = static_cast<uint16_t>((q[0] << 8) | q[1]);
+      if (format > kValueFormat)
+        return fail(ErrorCode::incompatible,
+                    fmt::format("event log {} stores values in format {}; this binary reads "
+                                "formats up to {}",
+                                dir, format, kValueFormat));
+      log->compressed_ = format >= 1;
+    } else if (rc != MDB_NOTFOUND) {
+      return lmdb_fail(rc, "cannot read the log's value format");
+    }
   }
 
   rc = txn.commit();
@@ -893,7 +920,13 @@ void LmdbLog::applier_loop() {
 }
 
 Result<void> LmdbLog::apply(const std::vector<GroupPtr>& groups) {
-  auto written = write_txn([&](MDB_txn* txn) { return try_apply(txn, groups); });
+  // Compressed before the transaction begins, so the write lock is held only for the puts.
+  std::vector<std::vector<uint8_t>> stored;
+  if (compressed_) {
+    for (const GroupPtr& g : groups)
+      for (const auto& e : g->events) compress_value(e, stored.emplace_back());
+  }
+  auto written = write_txn([&](MDB_txn* txn) { return try_apply(txn, groups, stored); });
   if (!written) return std::unexpected(written.error());
   int rc = *written;
   if (rc == 0) return {};
@@ -908,13 +941,16 @@ Result<void> LmdbLog::apply(const std::vector<GroupPtr>& groups) {
       rc, fmt::format("cannot store events {}..{}", groups.front()->first, groups.back()->last));
 }
 
-int LmdbLog::try_apply(MDB_txn* txn, const std::vector<GroupPtr>& groups) {
+int LmdbLog::try_apply(MDB_txn* txn, const std::vector<GroupPtr>& groups,
+                       const std::vector<std::vector<uint8_t>>& stored) {
   int rc;
+  size_t n = 0;
   for (const GroupPtr& g : groups) {
-    for (size_t i = 0; i < g->events.size(); ++i) {
+    for (size_t i = 0; i < g->events.size(); ++i, ++n) {
       SeqKey sk(g->first + i);
       MDB_val k = sk.val();
-      MDB_val v{g->events[i].size(), const_cast<uint8_t*>(g->events[i].data())};
+      const std::vector<uint8_t>& bytes = compressed_ ? stored[n] : g->events[i];
+      MDB_val v{bytes.size(), const_cast<uint8_t*>(bytes.data())};
       // Seqs only grow, so MDB_APPEND fills every page instead of splitting it in half.
       if ((rc = mdb_put(txn, events_dbi_, &k, &v, MDB_APPEND)) != 0) return rc;
       for (const std::string& ik : g->keys[i]) {
@@ -979,12 +1015,23 @@ Result<bool> LmdbLog::visit_seq(MDB_txn* txn, uint64_t seq, const EventVisitor& 
   if (rc == MDB_NOTFOUND)
     return fail(ErrorCode::corrupt, fmt::format("the index names event {}, which is missing", seq));
   if (rc != 0) return lmdb_fail(rc, fmt::format("cannot read event {}", seq));
-  auto env = decode(span_of(v));
+  std::vector<uint8_t> buf;
+  auto bytes = envelope_of(v, seq, buf);
+  if (!bytes) return std::unexpected(bytes.error());
+  auto env = decode(*bytes);
   if (!env) return fail(ErrorCode::corrupt, fmt::format("event {}: {}", seq, env.error().message));
   if ((*env)->seq() != seq)
     return fail(ErrorCode::corrupt,
                 fmt::format("event stored at seq {} carries seq {}", seq, (*env)->seq()));
-  return visit(StoredEvent{seq, span_of(v)});
+  return visit(StoredEvent{seq, *bytes});
+}
+
+Result<std::span<const uint8_t>> LmdbLog::envelope_of(const MDB_val& v, uint64_t seq,
+                                                      std::vector<uint8_t>& buf) const {
+  if (!compressed_) return span_of(v);
+  if (auto r = decompress_value(span_of(v), buf); !r)
+    return fail(ErrorCode::corrupt, fmt::format("event {}: {}", seq, r.error().message));
+  return std::span<const uint8_t>(buf);
 }
 
 Result<void> LmdbLog::read_range(uint64_t from, uint64_t to, const EventVisitor& visit) const {
@@ -1002,18 +1049,21 @@ Result<void> LmdbLog::read_range(uint64_t from, uint64_t to, const EventVisitor&
     if (rc != 0) return lmdb_fail(rc, "mdb_cursor_open");
     SeqKey sk(from);
     MDB_val k = sk.val(), v;
+    std::vector<uint8_t> buf;
     for (rc = mdb_cursor_get(cur.cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur.cur, &k, &v, MDB_NEXT)) {
       if (k.mv_size != 8) return fail(ErrorCode::corrupt, "event key is not 8 bytes");
       const uint64_t seq = get_be64(static_cast<const uint8_t*>(k.mv_data));
       if (seq > to) break;
-      auto env = decode(span_of(v));
+      auto bytes = envelope_of(v, seq, buf);
+      if (!bytes) return std::unexpected(bytes.error());
+      auto env = decode(*bytes);
       if (!env)
         return fail(ErrorCode::corrupt, fmt::format("event {}: {}", seq, env.error().message));
       if ((*env)->seq() != seq)
         return fail(ErrorCode::corrupt,
                     fmt::format("event stored at seq {} carries seq {}", seq, (*env)->seq()));
-      if (!visit(StoredEvent{seq, span_of(v)})) {
+      if (!visit(StoredEvent{seq, *bytes})) {
         stopped = true;
         return {};
       }
@@ -1255,7 +1305,14 @@ Result<VerifyReport> LmdbLog::verify() const {
           bad(seq, fmt::format("event {} is missing (next stored event is {})", seq, key_seq));
           return {};
         }
-        auto env = decode(span_of(ev));
+        std::vector<uint8_t> buf;
+        auto bytes = envelope_of(ev, seq, buf);
+        if (!bytes) {
+          bad(seq,
+              fmt::format("event {} is not a valid stored value: {}", seq, bytes.error().message));
+          return {};
+        }
+        auto env = decode(*bytes);
         if (!env) {
           bad(seq, fmt::format("event {} is not a valid envelope: {}", seq, env.error().message));
           return {};
@@ -1275,7 +1332,7 @@ Result<VerifyReport> LmdbLog::verify() const {
           }
           if (rc != 0) return lmdb_fail(rc, "cannot read the aggregate index");
         }
-        hasher.add(seq, span_of(ev));
+        hasher.add(seq, *bytes);
         ++report.events_checked;
         erc = mdb_cursor_get(events.cur, &ek, &ev, MDB_NEXT);
       }

@@ -8,7 +8,8 @@
 // LogOptions::apply_interval_ms (sooner past 4096 waiting events or when the WAL is full),
 // reads merge LMDB with the groups still in memory, and open() replays the WAL records that
 // continue LMDB's last seq. LMDB has four named databases:
-//   "events"  key: seq as 8 bytes big-endian   value: the envelope bytes of events::encode()
+//   "events"  key: seq as 8 bytes big-endian   value: the envelope bytes of events::encode(),
+//             compressed per events/value_codec.h when the meta record says value_format 1
 //   "index"   (MDB_DUPSORT|MDB_DUPFIXED) key: index_key(aggregate)  dup value: 8-byte BE seq.
 //             One entry for the envelope's aggregate and one per distinct `related` ref, so
 //             reading one aggregate costs O(log n + k).
@@ -54,6 +55,9 @@ inline constexpr const char* kChainDb = "chain";
 inline constexpr const char* kMetaDb = "meta";
 inline constexpr std::string_view kMetaSchemaVersion = "schema_version";
 inline constexpr std::string_view kMetaMinReaderVersion = "min_reader_version";
+// 2-byte BE value format of the "events" values (events/value_codec.h). Absent in logs created
+// before it existed: their values are the envelope bytes verbatim.
+inline constexpr std::string_view kMetaValueFormat = "value_format";
 inline constexpr std::string_view kUserMetaPrefix = "user/";
 
 // Aggregate ids up to this many bytes are stored verbatim in index keys; longer ones (only

@@ -577,8 +577,11 @@ int main(int argc, char** argv) {
               a256.events_per_s(), verdict(a256.events_per_s() >= 100000));
   std::printf("  durable events/s, batch 256, %d writers    : %8.0f  target >= 100000  %s\n",
               conc_threads, conc256.events_per_s(), verdict(conc256.events_per_s() >= 100000));
-  std::printf("  ours batch 256 / sqlite 256 per txn       : %6.1fx  target >= 20x  %s\n",
-              r_sq_batched, verdict(r_sq_batched >= 20));
+  // Not the target (that compares against the reference's one-transition-per-commit
+  // pattern, below): both sides here are bound by the same fsync.
+  std::printf(
+      "  ours batch 256 / sqlite 256 per txn       : %6.1fx  (both fsync-bound; no target)\n",
+      r_sq_batched);
   std::printf("  ours batch 256 / sqlite 1 per txn         : %6.1fx  target >= 20x  %s\n",
               r_sq_single, verdict(r_sq_single >= 20));
   std::printf("  ours batch 1 / sqlite 1 per txn           : %6.2fx\n", r_b1_sq1);

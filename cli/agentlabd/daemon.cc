@@ -141,8 +141,8 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
     return engine::default_snippet(s);
   };
   runner_opts.agent_cidr_prefix = o.agent_cidr_prefix;
-  runner_opts.delete_artifact = [&loop, dir = o.api.artifact_dir](
-                                    const engine::DeleteArtifactFile& a) {
+  runner_opts.delete_artifact = [&loop,
+                                 dir = o.api.artifact_dir](const engine::DeleteArtifactFile& a) {
     unlink_artifact(&loop, dir, a.stored_path);
   };
   engine::EffectRunner runner(

@@ -81,8 +81,8 @@ TEST_CASE("artifact retention by age: only finished jobs, exactly at the limit, 
   CHECK(projections::list_artifacts(h.st(), done.id).empty());
   // The running job's artifact is older than the retention too, but its job is not finished.
   CHECK(projections::list_artifacts(h.st(), live.id).size() == 1);
-  CHECK(gc_reasons(h) == std::vector<std::string>{"retention: older than 3600s",
-                                                  "retention: older than 3600s"});
+  CHECK(gc_reasons(h) ==
+        std::vector<std::string>{"retention: older than 3600s", "retention: older than 3600s"});
 
   // Already collected: nothing more, no new events.
   CHECK(h.ok(CollectArtifacts{}).count == 0);
@@ -131,8 +131,7 @@ TEST_CASE("artifact retention by size: oldest finished first until under the cap
     return out;
   };
   CHECK(paths() == std::vector<std::string>{"2.bin", "3.bin"});
-  CHECK(gc_reasons(h).back() ==
-        "retention: 300 bytes stored, over artifact_retention_bytes 250");
+  CHECK(gc_reasons(h).back() == "retention: 300 bytes stored, over artifact_retention_bytes 250");
   take_deletes(h);
 
   // A running job's 200 bytes count against the cap, so the finished ones make room.

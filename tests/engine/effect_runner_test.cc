@@ -91,7 +91,8 @@ TEST_CASE("effect runner: artifact deletion goes to the daemon's callback, or no
   opts.delete_artifact = [&](const DeleteArtifactFile& d) {
     deleted.push_back(d.job_id + ":" + d.stored_path);
   };
-  EffectRunner runner(hv, clock, sched, [&](Command c) { out.push_back(std::move(c)); }, opts);
+  EffectRunner runner(
+      hv, clock, sched, [&](Command c) { out.push_back(std::move(c)); }, opts);
   runner.run(DeleteArtifactFile{"job_1", "job_1/a"});
   CHECK(deleted == std::vector<std::string>{"job_1:job_1/a"});
   CHECK(out.empty());

@@ -10,6 +10,7 @@
 #include "events/lmdb_log.h"
 #include "events/log.h"
 #include "events/schema_version.h"
+#include "events/value_codec.h"
 #include "tests/events/log_test_util.h"
 
 namespace agentlab::events {
@@ -66,11 +67,18 @@ TEST_CASE("verify detects an edited byte and names its seq") {
     RawEnv raw(dir);
     auto events = raw.dbi(lmdb_layout::kEventsDb);
     REQUIRE(raw.ok());
-    std::string v = raw.get(events, seq_key(6));
+    // Values are stored compressed: edit the envelope inside, store it back the same way.
+    const std::string stored = raw.get(events, seq_key(6));
+    std::vector<uint8_t> env;
+    REQUIRE(
+        decompress_value({reinterpret_cast<const uint8_t*>(stored.data()), stored.size()}, env));
+    std::string v(env.begin(), env.end());
     auto pos = v.find("event-6");
     REQUIRE(pos != std::string::npos);
     v[pos] = 'E';  // still a valid envelope: only the chain can tell
-    REQUIRE(raw.put(events, seq_key(6), v));
+    std::vector<uint8_t> again;
+    compress_value({reinterpret_cast<const uint8_t*>(v.data()), v.size()}, again);
+    REQUIRE(raw.put(events, seq_key(6), std::string(again.begin(), again.end())));
     REQUIRE(raw.commit());
   }
   auto rep = verify_dir(dir);
@@ -284,6 +292,68 @@ TEST_CASE("a newer but compatible schema version opens") {
   auto log = open_log(dir);
   REQUIRE(log);
   CHECK(log->last_seq() == 12);
+}
+
+TEST_CASE("a log from before value formats (verbatim values, no meta record) still reads") {
+  TempDir tmp;
+  const auto dir = tmp.path() + "/log";
+  make_log(dir);
+  {
+    RawEnv raw(dir);
+    auto events = raw.dbi(lmdb_layout::kEventsDb);
+    auto meta = raw.dbi(lmdb_layout::kMetaDb);
+    REQUIRE(raw.ok());
+    for (uint64_t seq = 1; seq <= 12; ++seq) {
+      const std::string stored = raw.get(events, seq_key(seq));
+      std::vector<uint8_t> env;
+      REQUIRE(
+          decompress_value({reinterpret_cast<const uint8_t*>(stored.data()), stored.size()}, env));
+      REQUIRE(raw.put(events, seq_key(seq), std::string(env.begin(), env.end())));
+    }
+    REQUIRE(raw.del(meta, std::string(lmdb_layout::kMetaValueFormat)));
+    REQUIRE(raw.commit());
+  }
+  auto rep = verify_dir(dir);
+  CHECK_MESSAGE(rep.ok, rep.problem);
+  CHECK(rep.events_checked == 12);
+  auto log = open_log(dir);
+  REQUIRE(log);
+  REQUIRE(append_one(*log, tagged(100, "event-13")) == 13);  // appended verbatim too
+  REQUIRE(log->checkpoint());
+  std::vector<std::string> reasons;
+  REQUIRE(log->read_range(11, 13, [&](const StoredEvent& e) {
+    reasons.push_back(testing::reason_of(e));
+    return true;
+  }));
+  CHECK(reasons == std::vector<std::string>{"event-11", "event-12", "event-13"});
+  log.reset();
+  RawEnv raw(dir);
+  auto events = raw.dbi(lmdb_layout::kEventsDb);
+  REQUIRE(raw.ok());
+  const std::string v13 = raw.get(events, seq_key(13));
+  CHECK(v13.find("event-13") != std::string::npos);  // verbatim, not compressed
+}
+
+TEST_CASE("a log whose values use a newer format is refused as incompatible") {
+  TempDir tmp;
+  const auto dir = tmp.path() + "/log";
+  make_log(dir);
+  {
+    RawEnv raw(dir);
+    auto meta = raw.dbi(lmdb_layout::kMetaDb);
+    REQUIRE(raw.ok());
+    const uint16_t future = kValueFormat + 1;
+    REQUIRE(raw.put(meta, std::string(lmdb_layout::kMetaValueFormat),
+                    std::string{static_cast<char>(future >> 8), static_cast<char>(future & 0xff)}));
+    REQUIRE(raw.commit());
+  }
+  LogOptions o;
+  o.dir = dir;
+  auto log = EventLog::open(o);
+  REQUIRE(!log);
+  CHECK(log.error().code == ErrorCode::incompatible);
+  CHECK(log.error().message.find("format " + std::to_string(kValueFormat + 1)) !=
+        std::string::npos);
 }
 
 void write_file(const std::string& path, const std::string& bytes) {
