@@ -375,6 +375,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
     std::string root;  // artifact_dir
     int version = 1;
     std::string stored, target;
+    fs::path synced_up_to;
   };
   int pending_jobs = 0;  // pool jobs of the current buffer still running
   int write_err = 0;     // the first error among them
@@ -563,6 +564,11 @@ struct Upload : std::enable_shared_from_this<Upload> {
                       : job_id + "/.versions/" + std::to_string(io.version) + "/" + path;
       io.target = io.root + "/" + io.stored;
       std::error_code ec;
+      // The deepest directory that already exists: it and everything below it get synced.
+      io.synced_up_to = fs::path(io.target).parent_path();
+      while (!io.synced_up_to.empty() && io.synced_up_to != io.synced_up_to.parent_path() &&
+             !fs::exists(io.synced_up_to, ec))
+        io.synced_up_to = io.synced_up_to.parent_path();
       fs::create_directories(fs::path(io.target).parent_path(), ec);
       if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, io.target.c_str(), RENAME_NOREPLACE) == 0)
         break;
@@ -579,9 +585,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
       return errno;
     }
     // The new name, and any directory created for it, are durable once their parents are
-    // synced: from the file's directory up to the artifact root.
-    fs::path root = fs::path(io.root).lexically_normal();
-    if (!root.has_filename()) root = root.parent_path();  // "dir/" names "dir"
+    // synced: from the file's directory up to the deepest one that existed before.
     for (fs::path dir = fs::path(io.target).parent_path(); !dir.empty(); dir = dir.parent_path()) {
       int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
       if (dfd < 0 || ::fsync(dfd) != 0) {
@@ -591,7 +595,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
         return e;
       }
       ::close(dfd);
-      if (dir.lexically_normal() == root || dir == dir.parent_path()) break;
+      if (dir == io.synced_up_to || dir == dir.parent_path()) break;
     }
     return 0;
   }
