@@ -555,8 +555,8 @@ std::string plant_bundle(const std::string& dir) {
   return "secrets_age_key_path: " + key + "\nsecrets_bundle: " + bundle + "\n";
 }
 
-// Every file under the daemon's state dir (the LMDB file included), the daemon's log and
-// /metrics are searched for the planted values.
+// Every event in the log (decoded), every file under the daemon's state dir (the LMDB file
+// included), the daemon's log and /metrics are searched for the planted values.
 // Waits for the job's sandbox to be torn down first: stopping the daemon while a teardown step
 // is in flight is a separate shutdown problem this test is not about.
 void check_nothing_leaked(Daemon& d, int vmid) {
@@ -568,6 +568,21 @@ void check_nothing_leaked(Daemon& d, int vmid) {
   CHECK(metrics.body.find("agentlab_") != std::string::npos);
   CHECK(metrics.body.find(kPlanted) == std::string::npos);
   CHECK(metrics.body.find(kPlantedGit) == std::string::npos);
+  // The event log decoded (stored values are compressed, so the file scan below alone would
+  // not see a secret in an event).
+  uint64_t after = 0;
+  size_t events = 0;
+  for (int page = 0; page < 1000; ++page) {
+    auto r = d.get("/v1/events?after=" + std::to_string(after) + "&limit=1000");
+    REQUIRE(r.status == 200);
+    auto j = r.json();
+    if (j["events"].empty()) break;
+    events += j["events"].size();
+    CHECK(r.body.find(kPlanted) == std::string::npos);
+    CHECK(r.body.find(kPlantedGit) == std::string::npos);
+    after = j["last_seq"].get<uint64_t>();
+  }
+  CHECK(events > 10);
   REQUIRE(d.stop() == 0);  // the log is flushed and the state dir is final
   int scanned = 0;
   bool saw_lmdb = false;
