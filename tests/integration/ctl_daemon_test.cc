@@ -14,8 +14,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "tests/integration/harness.h"
 
@@ -505,6 +507,36 @@ TEST_CASE("job run --wait to COMPLETED, then every read command on its results")
         "demo  9000      2      2048        30        false\n");
   json pj = parse(ctl(d, {"profiles", "--json"}).out);
   CHECK(pj["profiles"][0]["name"] == "demo");
+  // Last, as it adds jobs: --follow without --after starts at the live tail, so it prints a
+  // job created while it runs and not the earlier one. Jobs are created until the follower,
+  // which may connect late, has printed one.
+  auto live = std::async(std::launch::async, [&d] {
+    return ctl(d, {"events", "--follow", "--kind", "job.created", "--limit", "1"},
+               std::chrono::seconds(30));
+  });
+  for (int i = 0; i < 100; ++i) {
+    if (live.wait_for(std::chrono::milliseconds(200)) == std::future_status::ready) break;
+    auto created =
+        d.post("/v1/jobs",
+               json{{"repo_url", repo}, {"profile", "demo"}, {"task", "[fail] followed"}}.dump());
+    REQUIRE(created.status == 201);
+  }
+  CtlRun followed = live.get();
+  CHECK(followed.code == 0);
+  CHECK(std::count(followed.out.begin(), followed.out.end(), '\n') == 1);
+  CHECK(has(followed.out, "  job.created  job:job_"));
+  CHECK(!has(followed.out, "job:" + id));
+  // Let those jobs and their sandboxes finish, so the daemon stops idle (agentlabd crashes
+  // when SIGTERM meets a hypervisor call in flight: see the cli report).
+  auto idle = d.wait_json(
+      "/v1/status",
+      [](const json& st) {
+        for (const auto& [state, n] : st["sandboxes"].items())
+          if (state != "DESTROYED" && n != 0) return false;
+        return st["jobs"]["QUEUED"] == 0 && st["jobs"]["RUNNING"] == 0;
+      },
+      std::chrono::seconds(60));
+  CHECK(idle.has_value());
   CHECK(d.stop() == 0);
 }
 
