@@ -48,7 +48,9 @@ std::string json_compact(const nlohmann::ordered_json& value) {
   return compact(value);
 }
 std::string json_body(const nlohmann::ordered_json& value) {
-  return compact(value) + "\n";
+  std::string out = compact(value);
+  out += '\n';  // in place: no copy of a large body
+  return out;
 }
 
 std::string error_body(std::string_view message) {

@@ -59,7 +59,8 @@ int http_status(const Error& error);
 // Answers with the reference's error envelope for `error`.
 void reply_error(http::ResponseWriter& w, const Error& error);
 
-// Sends a pre-rendered JSON object (no trailing newline in `json`) as a success body.
-void reply_json_text(http::ResponseWriter& w, int status, const std::string& json);
+// Sends a pre-rendered JSON object (no trailing newline in `json`) as a success body. Takes the
+// text by value and appends the newline in place: a list of 10,000 sandboxes is not copied.
+void reply_json_text(http::ResponseWriter& w, int status, std::string json);
 
 }  // namespace agentlab::daemon

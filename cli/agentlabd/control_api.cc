@@ -465,7 +465,7 @@ void list_workspaces(ApiContext& ctx, http::Request&, http::ResponseWriter w) {
     out += projections::workspace_json(*ws);
   }
   out += "]}";
-  reply_json_text(w, 200, out);
+  reply_json_text(w, 200, std::move(out));
 }
 
 void get_workspace(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
@@ -552,7 +552,7 @@ void rebind_workspace(ApiContext& ctx, http::Request& req, http::ResponseWriter 
                             ",\"sandbox\":" + projections::sandbox_json(*sb);
           if (old_vmid > 0) out += ",\"old_vmid\":" + std::to_string(old_vmid);
           out += "}";
-          reply_json_text(w, 200, out);
+          reply_json_text(w, 200, std::move(out));
         });
   });
 }
@@ -585,8 +585,9 @@ void reply_error(http::ResponseWriter& w, const Error& error) {
   w.error(http_status(error), error.message);
 }
 
-void reply_json_text(http::ResponseWriter& w, int status, const std::string& json_text) {
-  w.send(status, json_text + "\n", "application/json");
+void reply_json_text(http::ResponseWriter& w, int status, std::string json_text) {
+  json_text += '\n';
+  w.send(status, std::move(json_text), "application/json");
 }
 
 void add_control_routes(http::Router& router, ApiContext& ctx) {
