@@ -118,6 +118,67 @@ CtlRun ctl(const Daemon& d, std::vector<std::string> args,
   return ctl_at(d.socket(), std::move(args), limit);
 }
 
+// Runs agentlab-ctl on a pseudo-terminal (stdin, stdout and stderr), as a person would, and
+// returns what the terminal received, with the tty's "\r\n" turned back into "\n".
+CtlRun ctl_tty(const std::string& socket, std::vector<std::string> args,
+               std::chrono::seconds limit) {
+  CtlRun r;
+  const std::string bin = build_path("cli/ctl/agentlab-ctl");
+  args.push_back("--socket");
+  args.push_back(socket);
+  std::vector<char*> argv{const_cast<char*>(bin.c_str())};
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  REQUIRE(master >= 0);
+  REQUIRE(grantpt(master) == 0);
+  REQUIRE(unlockpt(master) == 0);
+  const std::string slave = ptsname(master);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, slave.c_str(), O_RDWR | O_NOCTTY, 0);
+  posix_spawn_file_actions_adddup2(&fa, 0, 1);
+  posix_spawn_file_actions_adddup2(&fa, 0, 2);
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (spawned != 0) {
+    close(master);
+    FAIL("cannot spawn " << bin << ": " << spawned);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::string raw;
+  int status = 0;
+  bool exited = false;
+  while (true) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      r.timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    pollfd p{master, POLLIN, 0};
+    const int ready = poll(&p, 1, 100);
+    if (ready > 0) {
+      char buf[4096];
+      const ssize_t n = read(master, buf, sizeof buf);
+      if (n > 0) {
+        raw.append(buf, static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      break;  // EIO: every slave side is closed
+    }
+    if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = true;
+    if (exited && ready == 0) break;  // exited and nothing left to read
+  }
+  close(master);
+  if (!exited) waitpid(pid, &status, 0);
+  if (!r.timed_out && WIFEXITED(status)) r.code = WEXITSTATUS(status);
+  for (char c : raw)
+    if (c != '\r') r.out += c;
+  return r;
+}
+
 json parse(const std::string& text) {
   return json::parse(text, nullptr, false);
 }
@@ -538,6 +599,26 @@ TEST_CASE("job run --wait to COMPLETED, then every read command on its results")
       std::chrono::seconds(60));
   CHECK(idle.has_value());
   CHECK(d.stop() == 0);
+}
+
+TEST_CASE("job run --wait on a terminal redraws a progress block") {
+  Daemon d;
+  REQUIRE(d.start());
+  CtlRun r = ctl_tty(d.socket(),
+                     {"job", "run", "--repo", make_repo(d), "--task", "write a note", "--profile",
+                      "demo", "--wait"},
+                     std::chrono::seconds(120));
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  const std::string id = field(r.out, "Job ID");
+  REQUIRE(id.size() == 20);
+  CHECK(has(r.out, "job " + id + "\n"));  // the block's title
+  CHECK(has(r.out, "\x1b[J"));            // redrawn in place (clear to the end)
+  CHECK(!has(r.out, "waiting for job"));  // not the plain-line mode
+  CHECK(std::regex_search(r.out, std::regex("  \\+ clone +[0-9.]+m?s\n")));     // a finished step
+  CHECK(std::regex_search(r.out, std::regex("  [|/\\\\-] \\w+ +[0-9.]+m?s")));  // a spinner
+  CHECK(std::regex_search(r.out, std::regex("  = COMPLETED after [0-9.]+m?s\n")));
+  CHECK(has(r.out, "Job " + id + " COMPLETED in "));
+  CHECK(has(r.out, "Artifacts: agentlab-ctl job artifacts download " + id));
 }
 
 TEST_CASE("job run --wait on a failing agent exits 1 with the reason") {
