@@ -1,6 +1,7 @@
 #include "cli/ctl/http_client.h"
 
 #include <curl/curl.h>
+#include <sys/stat.h>
 
 #include <cctype>
 #include <cerrno>
@@ -66,9 +67,16 @@ Error connect_error(const std::string& socket, long os_errno, const char* curl_t
     case ENOENT:
       why = "no socket at " + socket;
       break;
-    case ECONNREFUSED:
-      why = "nothing is listening on " + socket;
+    case ECONNREFUSED: {
+      // Linux refuses a connect to any non-socket path the same way; say which it is.
+      struct stat st {};
+      if (::stat(socket.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+        why =
+            socket + " is not a socket (" + (S_ISDIR(st.st_mode) ? "a directory" : "a file") + ")";
+      else
+        why = "nothing is listening on " + socket;
       break;
+    }
     case EACCES:
     case EPERM:
       why = "permission denied on " + socket;

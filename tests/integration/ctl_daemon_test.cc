@@ -248,6 +248,11 @@ TEST_CASE("daemon down: exit 1 and how to start it") {
   CHECK(has(r.err, "is agentlabd running? Start it with 'agentlabd --config"));
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);  // one line
 
+  // A path that exists but is no socket (a typo pointing at the run dir) says so.
+  CtlRun dir = ctl_at(tmpl, {"status"});
+  CHECK(dir.code == 1);
+  CHECK(has(dir.err, std::string(tmpl) + " is not a socket (a directory); is agentlabd running?"));
+
   CtlRun j = ctl_at(socket, {"sandbox", "list", "--json"});
   CHECK(j.code == 1);
   CHECK(j.err.empty());
