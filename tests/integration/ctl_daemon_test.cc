@@ -421,6 +421,15 @@ TEST_CASE("job run --wait to COMPLETED, then every read command on its results")
   CHECK(lj["job_id"] == id);
   CHECK(lj["artifact"]["sha256"] == sha);
   CHECK(fs::file_size(d.dir() + "/latest.tgz") == size);
+  CtlRun by_name = ctl(d, {"job", "artifacts", "download", id, "--name",
+                           "agentlab-artifacts.tar.gz", "--out", d.dir() + "/named/b.tgz"});
+  CHECK(by_name.code == 0);
+  CHECK(by_name.out == "downloaded agentlab-artifacts.tar.gz to " + d.dir() + "/named/b.tgz (" +
+                           std::to_string(size) + " bytes, sha256 verified)\n");
+  CtlRun by_path = ctl(d, {"job", "artifacts", "download", id, "--path",
+                           aj["artifacts"][0]["path"].get<std::string>(), "--out", d.dir()});
+  CHECK(by_path.code == 0);
+  CHECK(fs::file_size(d.dir() + "/agentlab-artifacts.tar.gz") == size);  // into the directory
   CtlRun missing = ctl(d, {"job", "artifacts", "download", id, "--name", "nope.txt"});
   CHECK(missing.code == 1);
   CHECK(has(missing.err, "artifact name \"nope.txt\" not found"));
