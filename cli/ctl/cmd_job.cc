@@ -101,8 +101,16 @@ int wait_for_job(Ctx& ctx, const std::string& job_id) {
       if (!message.empty()) ctx.out() << ": " << message;
     }
     ctx.out() << "\n";
-    ctx.out() << "Artifacts: agentlab-ctl job artifacts download " << job_id
-              << "   (list them: agentlab-ctl job artifacts " << job_id << ")\n";
+    // A job that ended before its runner uploaded anything (provisioning failed) has none; say
+    // so rather than point at a download that would fail. If the list cannot be read, the
+    // pointer is still the best answer.
+    auto listed = ctx.call("GET", job_path(job_id) + "/artifacts");
+    if (listed && listed->contains("artifacts") && (*listed)["artifacts"].is_array() &&
+        (*listed)["artifacts"].empty())
+      ctx.out() << "Artifacts: none uploaded by job " << job_id << "\n";
+    else
+      ctx.out() << "Artifacts: agentlab-ctl job artifacts download " << job_id
+                << "   (list them: agentlab-ctl job artifacts " << job_id << ")\n";
   }
   ctx.out().flush();
   return status == "COMPLETED" ? kExitOk : kExitFailed;

@@ -652,6 +652,21 @@ TEST_CASE("job run --wait on a failing agent exits 1 with the reason") {
   CHECK(has(job["result"]["message"].get<std::string>(), "exited with code 3"));
 }
 
+TEST_CASE("job run --wait on a job whose provisioning times out: exit 1, no artifacts") {
+  DaemonSpec spec;
+  spec.time_scale = 1.0;  // the seed's real latencies: ~20 s to provision
+  spec.extra_config = "provisioning_timeout: 1s";
+  Daemon d(spec);
+  REQUIRE(d.start());
+  auto [run, id] = run_and_wait(d, make_repo(d), "never runs");
+  CHECK_MESSAGE(run.code == 1, run.out << run.err);
+  REQUIRE(id.size() == 20);
+  CHECK(std::regex_search(
+      run.out, std::regex("Job " + id + " FAILED in [0-9.]+m?s: .*provisioning timed out")));
+  CHECK(has(run.out, "Artifacts: none uploaded by job " + id + "\n"));
+  CHECK(!has(run.out, "phase agent"));
+}
+
 TEST_CASE("job run --wait on a hanging agent exits 1 with TIMEOUT") {
   DaemonSpec spec;
   spec.env = {"AGENTLAB_RUNNER_TIMEOUT_SECONDS=2", "AGENTLAB_KILL_GRACE_SECONDS=1"};
