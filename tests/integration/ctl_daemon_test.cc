@@ -473,9 +473,7 @@ TEST_CASE("job run --wait to COMPLETED, then every read command on its results")
     prev = e["seq"].get<uint64_t>();
   }
   CHECK(n == 2);
-  // The simulator's guest agent only reports a loopback address, which the daemon does not take
-  // as the guest IP, so ssh says there is none (the command itself is checked against the fake
-  // daemon in tests/cli).
+  // A destroyed sandbox has no address to ssh to (a running one: see the sandbox test below).
   CtlRun ssh = ctl(d, {"ssh", vmid});
   CHECK(ssh.code == 1);
   CHECK(has(ssh.err, "sandbox " + vmid + " has no IP yet (state DESTROYED)"));
@@ -612,6 +610,69 @@ TEST_CASE("job run --wait to COMPLETED, then every read command on its results")
       },
       std::chrono::seconds(60));
   CHECK(idle.has_value());
+  CHECK(d.stop() == 0);
+}
+
+TEST_CASE("a provisioned sandbox: new, ssh, pause/resume/stop/start, lease, destroy") {
+  Daemon d;
+  REQUIRE(d.start());
+  CtlRun created = ctl(
+      d, {"sandbox", "new", "--profile", "demo", "--keepalive", "--ttl", "1h", "--name", "box"});
+  REQUIRE_MESSAGE(created.code == 0, created.err << d.log_text());
+  const std::string vmid = field(created.out, "VMID");
+  CHECK(vmid == "1000");
+  CHECK(field(created.out, "Name") == "box");
+  CHECK(field(created.out, "State") == "RUNNING");  // sandbox new waits until it runs
+  const std::string ip = field(created.out, "IP");
+  CHECK(std::regex_match(ip, std::regex(R"(\d+\.\d+\.\d+\.\d+)")));
+
+  CtlRun ssh = ctl(d, {"ssh", vmid});
+  CHECK(ssh.code == 0);
+  CHECK(ssh.out == "ssh agent@" + ip + "\n");
+  CtlRun ssh_opts = ctl(d, {"ssh", vmid, "-u", "root", "-p", "2222", "-i", "/keys/my key"});
+  CHECK(ssh_opts.out == "ssh -i '/keys/my key' -p 2222 root@" + ip + "\n");
+  json sj = parse(ctl(d, {"ssh", vmid, "--json"}).out);
+  CHECK(sj["ip"] == ip);
+  CHECK(sj["port"] == 22);
+  CHECK(sj["args"] == json::array({"ssh", "agent@" + ip}));
+  CHECK(ctl(d, {"ssh", vmid, "--exec"}).code == 2);  // no terminal here
+
+  const std::vector<std::pair<std::string, std::string>> power = {
+      {"pause", "paused (state=SUSPENDED)"},
+      {"resume", "resumed (state=RUNNING)"},
+      {"stop", "stopped (state=STOPPED)"},
+      {"start", "started (state=RUNNING)"}};
+  for (const auto& [verb, said] : power) {
+    CtlRun r = ctl(d, {"sandbox", verb, vmid});
+    CHECK_MESSAGE(r.code == 0, verb << ": " << r.err);
+    CHECK(r.out == "sandbox " + vmid + " " + said + "\n");
+  }
+  CtlRun again = ctl(d, {"sandbox", "resume", vmid});  // RUNNING cannot resume
+  CHECK(again.code == 1);
+  CHECK(has(again.err, "invalid sandbox state transition: RUNNING -> "));
+  json paused = parse(ctl(d, {"--json", "sandbox", "pause", vmid}).out);
+  CHECK(paused["state"] == "SUSPENDED");
+  CHECK(paused["vmid"] == 1000);
+  CHECK(ctl(d, {"sandbox", "resume", vmid}).code == 0);
+
+  CtlRun renew = ctl(d, {"sandbox", "lease", "renew", vmid, "--ttl", "2h"});
+  CHECK(renew.code == 0);
+  CHECK(
+      std::regex_match(renew.out, std::regex("sandbox " + vmid + " lease renewed until \\S+Z\n")));
+  CtlRun shown = ctl(d, {"sandbox", "show", vmid});
+  CHECK(field(shown.out, "State") == "RUNNING");
+  CHECK(field(shown.out, "IP") == ip);
+  CHECK(field(shown.out, "Lease Expires") ==
+        renew.out.substr(renew.out.rfind(' ') + 1, renew.out.size() - renew.out.rfind(' ') - 2));
+  CtlRun logs = ctl(d, {"logs", vmid, "--tail", "1000"});
+  CHECK(has(logs.out, "\tsandbox.state\tjob=-\tRUNNING -> SUSPENDED\n"));
+  CHECK(has(logs.out, "\tsandbox.state\tjob=-\tSTOPPED -> "));
+
+  // The VM exists in the simulator, so reconcile sees no drift; destroy tears it down.
+  CHECK(ctl(d, {"reconcile"}).out == "No drift: the log matches the live VM list.\n");
+  CtlRun gone = ctl(d, {"sandbox", "destroy", vmid});
+  CHECK(gone.code == 0);
+  CHECK(gone.out == "sandbox " + vmid + " destroyed (state=DESTROYED)\n");
   CHECK(d.stop() == 0);
 }
 
