@@ -44,20 +44,38 @@ std::vector<events::OwnedEvent> CommitPipeline::submit(std::vector<events::Draft
                                                        Done done) {
   std::vector<events::OwnedEvent> stored;
   stored.reserve(drafts.size());
-  if (!pending_) pending_ = std::make_unique<Batch>();
+  uint64_t seq = next_seq_;
   for (auto& d : drafts) {
     events::OwnedEvent e;
-    e.seq = next_seq_++;
+    e.seq = seq++;
     e.bytes = events::encode(d, e.seq);
     stored.push_back(std::move(e));
-    pending_->drafts.push_back(std::move(d));
   }
-  pending_->waiters.emplace_back(stored.size(), std::move(done));
+  const size_t n = drafts.size();
+  queue(std::move(drafts), n, std::move(done));
+  return stored;
+}
+
+std::vector<events::OwnedEvent> CommitPipeline::submit_encoded(
+    std::vector<events::Draft> drafts, std::vector<events::OwnedEvent> encoded, Done done) {
+  bool lined_up = encoded.size() == drafts.size();
+  for (size_t i = 0; lined_up && i < encoded.size(); ++i)
+    lined_up = encoded[i].seq == next_seq_ + i;
+  if (!lined_up) return submit(std::move(drafts), std::move(done));
+  const size_t n = drafts.size();
+  queue(std::move(drafts), n, std::move(done));
+  return encoded;
+}
+
+void CommitPipeline::queue(std::vector<events::Draft> drafts, size_t count, Done done) {
+  if (!pending_) pending_ = std::make_unique<Batch>();
+  next_seq_ += count;
+  for (auto& d : drafts) pending_->drafts.push_back(std::move(d));
+  pending_->waiters.emplace_back(count, std::move(done));
   // Submissions from timer callbacks happen before the loop polls; keep the poll from blocking
   // so the check phase commits them in this turn.
   if (!uv_is_active(reinterpret_cast<uv_handle_t*>(idle_)))
     uv_idle_start(idle_, [](uv_idle_t*) {});  // stopped in the check phase
-  return stored;
 }
 
 void CommitPipeline::on_check(uv_check_t* handle) {

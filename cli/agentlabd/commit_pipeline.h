@@ -46,6 +46,14 @@ class CommitPipeline {
   // Requires: loop thread; not after close().
   std::vector<events::OwnedEvent> submit(std::vector<events::Draft> drafts, Done done);
 
+  // The same for drafts the caller has already encoded at their seqs (the engine host folds
+  // every draft into its projections before submitting): hands `encoded` back instead of
+  // encoding a second time. Requires: encoded[i] == events::encode(drafts[i], next_seq() + i);
+  // if the seqs do not line up it falls back to submit().
+  std::vector<events::OwnedEvent> submit_encoded(std::vector<events::Draft> drafts,
+                                                 std::vector<events::OwnedEvent> encoded,
+                                                 Done done);
+
   // Commits still in flight or queued.
   bool idle() const;
 
@@ -55,6 +63,7 @@ class CommitPipeline {
  private:
   struct Batch;
   static void on_check(uv_check_t* handle);
+  void queue(std::vector<events::Draft> drafts, size_t count, Done done);
   void maybe_start_commit();
   void commit_finished(std::unique_ptr<Batch> batch, Result<events::SeqRange> result);
   void finish_close();

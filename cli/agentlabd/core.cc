@@ -178,10 +178,14 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
   // decisions in this turn see these events and the idempotency record renders from them.
   uint64_t seq = pipeline_.next_seq();
   remember_effect_causes(*effects, drafts, seq, cause);
+  std::vector<events::OwnedEvent> encoded;
+  encoded.reserve(drafts.size() + (record ? 1 : 0));
   for (auto& d : drafts) {
     stamp(d, cause);
-    auto bytes = events::encode(d, seq++);
-    projections::apply(state_, *fb::GetEnvelope(bytes.data()));
+    events::OwnedEvent e{seq, events::encode(d, seq)};
+    ++seq;
+    projections::apply(state_, *e.envelope());
+    encoded.push_back(std::move(e));
   }
   if (record) {
     outcome->response_json = render ? render(*outcome, state_) : std::string();
@@ -194,12 +198,14 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
                                         fb::EventKind::RequestRecorded, std::move(r),
                                         clock_.wall_ns(), clock_.mono_ns()));
     stamp(drafts.back(), cause);
-    auto bytes = events::encode(drafts.back(), seq++);
-    projections::apply(state_, *fb::GetEnvelope(bytes.data()));
+    events::OwnedEvent e{seq, events::encode(drafts.back(), seq)};
+    ++seq;
+    projections::apply(state_, *e.envelope());
+    encoded.push_back(std::move(e));
   }
   auto stored = std::make_shared<std::vector<events::OwnedEvent>>();
-  *stored = pipeline_.submit(
-      std::move(drafts),
+  *stored = pipeline_.submit_encoded(
+      std::move(drafts), std::move(encoded),
       [this, effects, outcome, stored, reply = std::move(reply)](Result<events::SeqRange> r) {
         if (!r) {
           if (reply) reply(std::unexpected(r.error()));
