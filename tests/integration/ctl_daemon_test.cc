@@ -239,6 +239,13 @@ const std::regex kTimestamp(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z)");
 TEST_CASE("daemon down: exit 1 and how to start it") {
   char tmpl[] = "/tmp/al-ctl-XXXXXX";
   REQUIRE(mkdtemp(tmpl) != nullptr);
+  struct Cleanup {
+    const char* dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{tmpl};  // also when an assertion ends the test early
   const std::string socket = std::string(tmpl) + "/no-daemon.sock";
   CtlRun r = ctl_at(socket, {"status"});
   CHECK(r.code == 1);
@@ -260,7 +267,6 @@ TEST_CASE("daemon down: exit 1 and how to start it") {
   REQUIRE(e.is_object());
   CHECK(e.size() == 1);
   CHECK(has(e["error"].get<std::string>(), "cannot connect to agentlabd"));
-  fs::remove_all(tmpl);
 }
 
 TEST_CASE("usage errors exit 2, request errors exit 1, flags anywhere") {
