@@ -59,6 +59,8 @@ class CommitPipeline {
 
   // Stops the check handle after draining: `done` runs when every queued batch has committed.
   void close(std::function<void()> done);
+  // True once close() was called: submit() must not be called any more.
+  bool closing() const { return closing_; }
 
  private:
   struct Batch;

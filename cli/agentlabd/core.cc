@@ -149,6 +149,12 @@ void Core::remember_effect_causes(const std::vector<engine::Effect>& effects,
 }
 
 void Core::execute(engine::Command command, Reply reply, const Renderer& render) {
+  if (pipeline_.closing()) {
+    // Draining: late outcomes (a Proxmox call the shutdown cancelled) are not recorded; the
+    // next start's recovery marks those steps failed.
+    if (reply) reply(fail(ErrorCode::cancelled, "agentlabd is shutting down"));
+    return;
+  }
   engine::DecideContext ctx{clock_, ids_, profiles_, config_};
   auto decision = engine::decide(command, state_, ctx);
   if (!decision) {

@@ -327,17 +327,20 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
   };
 
   std::function<void()> shutdown = [&] {
-    if (stopping) return;
+    if (stopping) {
+      spdlog::info("already shutting down: the drain continues");
+      return;
+    }
     stopping = true;
     spdlog::info("shutting down: draining requests and commits (running VMs are left alone)");
     tick.reset();
     reconcile_timer.reset();
     snapshot_timer.reset();
-    uv_signal_stop(&sig.term);
-    uv_signal_stop(&sig.intr);
+    // SIGTERM/SIGINT stay caught (a second one during the drain must not kill the daemon
+    // mid-commit) but no longer keep the loop alive; they are closed once it has drained.
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sig.term));
+    uv_unref(reinterpret_cast<uv_handle_t*>(&sig.intr));
     uv_signal_stop(&sig.hup);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sig.term), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sig.intr), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sig.hup), nullptr);
     auto grace = std::chrono::milliseconds(o.shutdown_grace_ms);
     auto servers_left = std::make_shared<int>(metrics_server ? 4 : 3);
@@ -431,6 +434,12 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
   }
 
   uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sig.term), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sig.intr), nullptr);
+  // Closing them restored the default action; a late signal must not turn this clean exit
+  // into a kill.
+  ::signal(SIGTERM, SIG_IGN);
+  ::signal(SIGINT, SIG_IGN);
   // Handles closed by the shutdown path; run once more for close callbacks.
   uv_run(&loop, UV_RUN_DEFAULT);
   hv.reset();

@@ -164,6 +164,29 @@ TEST_CASE("artifact retention removes a finished job's bundle, its file and reco
   CHECK(d.stop() == 0);
 }
 
+TEST_CASE("SIGTERM while Proxmox calls are in flight (twice, even) drains and exits 0") {
+  DaemonSpec spec;
+  spec.time_scale = 0.05;  // a clone takes long enough to be in flight when the signal lands
+  Daemon d(spec);
+  REQUIRE(d.start());
+  std::string repo = make_repo(d);
+  auto created = d.post("/v1/jobs", job_body(repo, "write a note"));
+  REQUIRE(created.status == 201);
+  auto requested = d.wait_json(
+      "/v1/events?kind=sandbox.clone.requested", [](const json& e) { return !e["events"].empty(); },
+      std::chrono::seconds(20));
+  REQUIRE(requested.has_value());
+  CHECK(d.stop(std::chrono::seconds(30), 2) == 0);
+  // The restart recovers the interrupted provisioning; the log verifies.
+  REQUIRE(d.start());
+  std::string id = created.json()["id"];
+  auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(90));
+  REQUIRE_MESSAGE(done.has_value(), d.log_text());
+  CHECK(d.get("/v1/audit/verify").json()["ok"] == true);
+  CHECK(d.post("/v1/replay/verify", "").json()["ok"] == true);
+  CHECK(d.stop() == 0);
+}
+
 TEST_CASE("a failing agent ends FAILED with its reason") {
   Daemon d;
   REQUIRE(d.start());

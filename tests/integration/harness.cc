@@ -158,9 +158,13 @@ bool Daemon::running() const {
   return waitpid(pid_, &status, WNOHANG) == 0;
 }
 
-int Daemon::stop(std::chrono::milliseconds timeout) {
+int Daemon::stop(std::chrono::milliseconds timeout, int extra_signals) {
   if (pid_ <= 0) return -1;
   ::kill(pid_, SIGTERM);
+  for (int i = 0; i < extra_signals; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ::kill(pid_, SIGTERM);
+  }
   auto deadline = std::chrono::steady_clock::now() + timeout;
   int status = 0;
   while (std::chrono::steady_clock::now() < deadline) {

@@ -46,7 +46,8 @@ class Daemon {
   // Starts the daemon and waits (bounded) until its socket answers /healthz.
   bool start();
   // SIGTERM and wait for exit; returns the exit status (or -1 on timeout, after SIGKILL).
-  int stop(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // `extra_signals` more SIGTERMs follow the first 5 ms apart (an impatient operator).
+  int stop(std::chrono::milliseconds timeout = std::chrono::seconds(20), int extra_signals = 0);
   // SIGKILL without cleanup (crash tests).
   void kill_hard();
   bool running() const;
