@@ -125,7 +125,9 @@ void EffectRunner::run(const Effect& effect) {
                                submit_(std::move(c));
                              });
         } else if constexpr (std::is_same_v<T, CreateVolume>) {
-          VolumeSpec spec{e.storage, "vm-0-" + e.workspace_id, 0, e.size_gb};
+          VolumeSpec spec{e.storage,
+                          "vm-" + std::to_string(kWorkspaceOwnerVmid) + "-" + e.workspace_id,
+                          kWorkspaceOwnerVmid, e.size_gb};
           hv_.volume_create(spec, [this, e](Result<std::string> r) {
             RecordVolumeCreated c{e.workspace_id, e.name, e.storage, e.size_gb, {}, {}};
             if (r)

@@ -99,10 +99,16 @@ struct HostCapacity {
 
 struct VolumeSpec {
   std::string storage;  // e.g. local-zfs
-  std::string name;     // e.g. vm-0-workspace-<hex> (validated: [A-Za-z0-9._-]+)
+  std::string name;     // e.g. vm-999999999-ws_<hex> (validated: [A-Za-z0-9._-]+)
   int vmid = 0;         // owner VMID recorded by Proxmox (0 = none)
   int size_gb = 0;
 };
+
+// The owner VMID of workspace volumes. Proxmox requires an owner in 100..999999999 (the
+// reference's 0 fails `pvesm alloc` on PVE 9) and names a volume after it (vm-<owner>-...).
+// No sandbox ever gets this VMID, so destroying a sandbox never frees a workspace volume,
+// which stays attached as a plain reference of another owner.
+inline constexpr int kWorkspaceOwnerVmid = 999'999'999;
 
 class Hypervisor {
  public:

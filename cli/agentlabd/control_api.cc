@@ -474,14 +474,16 @@ void get_workspace(ApiContext& ctx, http::Request& req, http::ResponseWriter w) 
 
 constexpr std::array<FieldSpec, 1> kAttachFields = {{{"vmid", FieldType::integer}}};
 
-// Answers with the workspace once no step of its sandbox(es) is in flight.
-void reply_workspace_when_settled(ApiContext& ctx, http::ResponseWriter w, std::string id) {
+// Answers with the workspace once no attach/detach step of its sandbox(es) is in flight —
+// including `target`, the sandbox an attach is linking it to (linked only when the step ends).
+void reply_workspace_when_settled(ApiContext& ctx, http::ResponseWriter w, std::string id,
+                                  int32_t target = 0) {
   ctx.core->wait_until(
-      [id](const projections::State& s) {
+      [id, target](const projections::State& s) {
         const auto* ws = projections::find_workspace(s, id);
         if (ws == nullptr) return true;
         for (const auto& [vmid, sb] : s.sandboxes)
-          if ((sb.workspace_id == ws->id || vmid == ws->attached_vmid) &&
+          if ((sb.workspace_id == ws->id || vmid == ws->attached_vmid || vmid == target) &&
               (sb.pending_step == fb::Step::AttachVolume ||
                sb.pending_step == fb::Step::DetachVolume))
             return false;
@@ -498,9 +500,9 @@ void attach_workspace(ApiContext& ctx, http::Request& req, http::ResponseWriter 
   if (vmid <= 0) return (void)w.error(400, "vmid must be positive");
   std::string id(req.param("id"));
   engine::AttachWorkspace cmd{id, static_cast<int32_t>(vmid)};
-  ctx.core->execute(cmd, [&ctx, w, id](Result<engine::Outcome> r) mutable {
+  ctx.core->execute(cmd, [&ctx, w, id, vmid](Result<engine::Outcome> r) mutable {
     if (!r) return reply_error(w, r.error());
-    reply_workspace_when_settled(ctx, w, id);
+    reply_workspace_when_settled(ctx, w, id, static_cast<int32_t>(vmid));
   });
 }
 

@@ -106,6 +106,7 @@ daemon::DaemonOptions build_options(const config::Config& c, const config::Profi
   o.engine.clone_mode =
       c.clone_mode == "full" ? engine::CloneMode::full : engine::CloneMode::linked;
   for (const auto& p : profiles.profiles()) o.engine.reserved_vmids.insert(p.template_vmid);
+  o.engine.reserved_vmids.insert(engine::kWorkspaceOwnerVmid);
   o.profiles = to_engine_profiles(profiles);
   const std::string dir = c.profiles_dir;
   o.reload_profiles = [dir]() -> Result<engine::Profiles> {

@@ -55,7 +55,7 @@ TEST_CASE("effect runner: step outcomes, snippet, volumes, guest IP polling") {
   runner.run(CreateVolume{"workspace-1", "dev", "local-zfs", 10});
   sched.run_due();
   auto& v = std::get<RecordVolumeCreated>(out.back());
-  CHECK(v.volid == "local-zfs:vm-0-workspace-1");
+  CHECK(v.volid == "local-zfs:vm-999999999-workspace-1");  // owner VMID: kWorkspaceOwnerVmid
   runner.run(RemoveSnippet{1000, "local:snippets/x", "/x"});
   sched.run_due();
   CHECK(std::get<RecordSnippetRemoved>(out.back()).ref == "local:snippets/x");

@@ -197,12 +197,9 @@ TEST_CASE("workspaces: request validation and unknown workspaces") {
   CHECK(unknown_ws.json()["error"] == "workspace not found");
 }
 
-// Known bug (engine/effect_runner.cc, outside this suite's files): workspace volumes are created
-// with owner VMID 0 (the reference's `pvesm alloc <storage> 0 …`), which the PVE schema — and so
-// the simulator — refuses (vmid >= 100), so POST /v1/workspaces answers 500 on every backend that
-// validates. Runs when AGENTLAB_TEST_WORKSPACE_VOLUMES is set, until that is fixed.
-TEST_CASE("workspaces: create, list, get, attach, detach, rebind" *
-          doctest::skip(std::getenv("AGENTLAB_TEST_WORKSPACE_VOLUMES") == nullptr)) {
+// Workspace volumes are owned by kWorkspaceOwnerVmid (the reference's owner 0 fails the PVE
+// schema, which the simulator enforces).
+TEST_CASE("workspaces: create, list, get, attach, detach, rebind") {
   DaemonSpec spec;
   spec.with_runner = false;
   Daemon d(spec);
@@ -239,7 +236,7 @@ TEST_CASE("workspaces: create, list, get, attach, detach, rebind" *
   CHECK(no_sb.json()["error"] == "sandbox not found");
   auto att = d.post("/v1/workspaces/dev/attach", json{{"vmid", a}}.dump());
   REQUIRE_MESSAGE(att.status == 200, att.body);
-  CHECK(att.json()["attached_vmid"] == a);
+  CHECK_MESSAGE(att.json()["attached_vmid"] == a, d.log_text());
   CHECK(d.get(vm_path(a)).json()["workspace_id"] == id);
   auto again = d.post("/v1/workspaces/dev/attach", json{{"vmid", a}}.dump());
   CHECK(again.status == 200);
