@@ -239,6 +239,7 @@ void apply(State& st, const fb::Envelope& e) {
       if (sb.lease_expires_ns != 0) st.leases.insert({sb.lease_expires_ns, sb.vmid});
       st.max_vmid = std::max(st.max_vmid, sb.vmid);
       auto& marks = st.timings.sandboxes[sb.vmid];
+      marks.profile = sb.profile;
       marks.created_seq = e.seq();
       marks.created = wall;
       st.sandboxes.emplace(sb.vmid, std::move(sb));
@@ -325,6 +326,7 @@ void apply(State& st, const fb::Envelope& e) {
       job.created_seq = job.last_seq = e.seq();
       st.jobs_by_status[idx(J::Queued)]++;
       auto& marks = st.timings.jobs[job.id];
+      marks.profile = job.profile;
       marks.created_seq = e.seq();
       marks.last_event = wall;
       st.jobs.emplace(job.id, std::move(job));

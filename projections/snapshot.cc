@@ -159,6 +159,7 @@ void fields(V& v, Metrics& m) {
 
 template <class V>
 void fields(V& v, SandboxMarks& m) {
+  v("profile", m.profile);
   v("created_seq", m.created_seq);
   v("created", m.created);
   v("clone_req", m.clone_req);
@@ -175,6 +176,7 @@ void fields(V& v, SandboxMarks& m) {
 
 template <class V>
 void fields(V& v, JobMarks& m) {
+  v("profile", m.profile);
   v("created_seq", m.created_seq);
   v("queued", m.queued);
   v("admitted", m.admitted);

@@ -63,6 +63,7 @@ TimingsSummary summarize(const Timings& t, const Window& w) {
   auto at = [&](Phase p) -> std::vector<int64_t>& { return d[static_cast<int>(p)]; };
   for (const auto& [vmid, m] : t.sandboxes) {
     if (!in_window(w, m.created_seq, m.created)) continue;
+    if (!w.profile.empty() && m.profile != w.profile) continue;
     add(at(Phase::clone), m.clone_req, m.clone_done);
     add(at(Phase::configure), m.configure_req, m.configure_done);
     add(at(Phase::start), m.start_req, m.start_done);
@@ -72,6 +73,7 @@ TimingsSummary summarize(const Timings& t, const Window& w) {
   }
   for (const auto& [id, m] : t.jobs) {
     if (!in_window(w, m.created_seq, m.queued)) continue;
+    if (!w.profile.empty() && m.profile != w.profile) continue;
     add(at(Phase::job_queue_to_admitted), m.queued, m.admitted);
     add(at(Phase::job_admitted_to_ready), m.admitted, m.ready);
     add(at(Phase::job_ready_to_running), m.ready, m.running);

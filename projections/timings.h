@@ -16,6 +16,7 @@ namespace agentlab::projections {
 
 // Instants (event wall_ns; 0 = not reached) of one sandbox's provisioning.
 struct SandboxMarks {
+  std::string profile;
   uint64_t created_seq = 0;
   int64_t created = 0;
   int64_t clone_req = 0, clone_done = 0;
@@ -28,6 +29,7 @@ struct SandboxMarks {
 
 // Instants of one job's phases.
 struct JobMarks {
+  std::string profile;
   uint64_t created_seq = 0;
   int64_t queued = 0;
   int64_t admitted = 0;
@@ -65,9 +67,11 @@ struct PhaseSummary {
   double median_s = 0, p95_s = 0, p99_s = 0, min_s = 0, max_s = 0, mean_s = 0;
 };
 
-// Which lifecycles to include: those whose creation event lies in [from_seq, to_seq] and
-// whose creation time lies in [from_wall_ns, to_wall_ns]. Defaults include everything.
+// Which lifecycles to include: those whose creation event lies in [from_seq, to_seq], whose
+// creation time lies in [from_wall_ns, to_wall_ns] and, when `profile` is set, of that
+// profile. Defaults include everything.
 struct Window {
+  std::string profile;
   uint64_t from_seq = 0;
   uint64_t to_seq = UINT64_MAX;
   int64_t from_wall_ns = INT64_MIN;

@@ -148,11 +148,13 @@ void timings(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
     if (!v) return (void)w.error(400, "invalid from_seq");
     window.from_seq = static_cast<uint64_t>(*v);
   }
+  if (auto profile = req.query_param("profile")) window.profile = std::string(*profile);
   auto summary = projections::summarize(ctx.core->state().timings, window);
   json out = projections::to_json(summary);
   json win = json::object();
   if (*since > 0) win["since_seconds"] = *since;
   win["from_seq"] = window.from_seq;
+  if (!window.profile.empty()) win["profile"] = window.profile;
   win["last_seq"] = ctx.core->state().last_seq;
   out["window"] = std::move(win);
   w.json(200, out);

@@ -30,11 +30,11 @@ struct Feed {
     auto bytes = events::encode(d, ++seq);
     apply(st, *fb::GetEnvelope(bytes.data()));
   }
-  void sandbox(int vmid, int64_t lease = 0, std::string job = {}) {
+  void sandbox(int vmid, int64_t lease = 0, std::string job = {}, std::string profile = "p") {
     fb::SandboxCreatedT c;
     c.vmid = vmid;
     c.name = "sandbox-" + std::to_string(vmid);
-    c.profile = "p";
+    c.profile = std::move(profile);
     c.lease_expires_ns = lease;
     c.job_id = job;
     c.cores = 2;
@@ -307,6 +307,22 @@ TEST_CASE("timings: phases from event timestamps, percentiles, windows, JSON") {
   Window w;
   w.to_seq = f.st.sandboxes.at(1009).created_seq;
   CHECK(summarize(f.st.timings, w).phases[static_cast<int>(Phase::clone)].count == 10);
+  // A profile filter: one more sandbox of another profile, its clone 500 s.
+  f.sandbox(2000, 0, {}, "big");
+  f.step(2000, fb::EventKind::StepRequested, fb::Step::Clone, 1);
+  f.t += 500 * kSec;
+  f.step(2000, fb::EventKind::StepCompleted, fb::Step::Clone, 1);
+  Window big;
+  big.profile = "big";
+  const auto only_big = summarize(f.st.timings, big).phases[static_cast<int>(Phase::clone)];
+  CHECK(only_big.count == 1);
+  CHECK(only_big.median_s == doctest::Approx(500));
+  Window p;
+  p.profile = "p";
+  CHECK(summarize(f.st.timings, p).phases[static_cast<int>(Phase::clone)].count == 100);
+  Window none;
+  none.profile = "nope";
+  CHECK(summarize(f.st.timings, none).phases[static_cast<int>(Phase::clone)].count == 0);
   auto js = to_json(s);
   CHECK(js["phases"]["clone"]["count"] == 100);
   CHECK(js["phases"].begin().key() == "clone");
