@@ -735,8 +735,10 @@ class Runner {
     result = result_json(status, message, exit_code, upload_s);
     if (auto w = write_private(report_path, result.dump(2) + "\n", 0600); !w)
       log(w.error().message);
-    bool delivered = report(status, message, true, artifacts, result);
+    // Before the final report: the daemon tears the VM down on it, which may stop us before
+    // anything after it runs.
     if (cfg_.cleanup_secrets) wipe_secrets();
+    bool delivered = report(status, message, true, artifacts, result);
     if (log_fd_ >= 0) ::close(log_fd_);
     log_fd_ = -1;
     return delivered ? kRunnerExitOk : kRunnerExitReportLost;

@@ -5,12 +5,34 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <regex>
 #include <sstream>
 
 namespace agentlab::sim {
 
 namespace {
+
+// Schema patterns compiled once each: compiling a std::regex costs far more than matching it,
+// and the same few dozen patterns are checked on every call. nullptr for a pattern std::regex
+// cannot compile (a Perl-only construct): such values are accepted rather than rejected.
+const std::regex* compiled_pattern(const std::string& pattern) {
+  static std::mutex mu;
+  static std::map<std::string, std::unique_ptr<std::regex>> cache;
+  std::lock_guard lock(mu);
+  auto it = cache.find(pattern);
+  if (it == cache.end()) {
+    std::unique_ptr<std::regex> re;
+    try {
+      re = std::make_unique<std::regex>("^(?:" + pattern + ")$");
+    } catch (const std::regex_error&) {
+    }
+    it = cache.emplace(pattern, std::move(re)).first;
+  }
+  return it->second.get();
+}
 
 using nlohmann::json;
 
@@ -233,12 +255,9 @@ std::string ApiSchema::check_value(const json& prop, const std::string& value) {
     if (auto mn = as_number(prop["minLength"]); mn && value.size() < *mn)
       return "value must be at least " + fmt_bound(*mn) + " characters long";
   if (prop.contains("pattern") && prop["pattern"].is_string()) {
-    try {
-      std::regex re("^(?:" + prop["pattern"].get<std::string>() + ")$");
-      if (!std::regex_match(value, re)) return "value does not match the regex pattern";
-    } catch (const std::regex_error&) {
-      // A Perl-only construct std::regex cannot compile: accept rather than reject valid input.
-    }
+    if (const std::regex* re = compiled_pattern(prop["pattern"].get<std::string>());
+        re != nullptr && !std::regex_match(value, *re))
+      return "value does not match the regex pattern";
   }
   if (prop.contains("format") && prop["format"].is_object())
     return check_property_string(prop["format"], value);

@@ -486,6 +486,9 @@ class SimCoreOps {
               ? s_.volumes.erase(v)
               : std::next(v);
     s_.vms.erase(it);
+    // The simulated guest's files are its disk: they go with the VM.
+    std::error_code ec;
+    fs::remove_all(c_.config_.state_dir + "/guests/" + std::to_string(vmid), ec);
   }
 
   // Earliest pending event; returns false when none is due by `limit`.

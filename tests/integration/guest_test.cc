@@ -588,11 +588,8 @@ void check_nothing_leaked(Daemon& d, int vmid) {
   bool saw_lmdb = false;
   std::string state = d.dir() + "/data";
   for (const auto& f : files_under(state)) {
-    // Not scanned: the simulated VM's own secrets dir (sim/guests/<vmid>/secrets), where the
-    // runner is meant to put them. On Proxmox that is the VM's tmpfs, gone with the VM; the
-    // simulator keeps it on the host, and the runner wipes it only after its final report, by
-    // which time the sandbox teardown may have killed it (reported; not the daemon's doing).
-    if (f.starts_with("sim/guests/") && f.find("/secrets/") != std::string::npos) continue;
+    // Every file counts, the simulated VMs' own dirs too: the runner wipes its secrets before
+    // the final report and the simulator removes a destroyed VM's files.
     std::string content = read_file(state + "/" + f);
     ++scanned;
     saw_lmdb = saw_lmdb || (fs::path(f).filename() == "data.mdb" && content.size() > 0);
