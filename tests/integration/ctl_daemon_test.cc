@@ -834,3 +834,51 @@ TEST_CASE("sandbox and workspace commands on the daemon") {
   CHECK(ctl(d, {"workspace", "attach", "dev"}).code == 2);
   CHECK(d.stop() == 0);
 }
+
+TEST_CASE("workspaces on the daemon: create, list, show, attach, detach, rebind") {
+  Daemon d;
+  REQUIRE(d.start());
+  CtlRun sb = ctl(d, {"sandbox", "new", "--profile", "demo", "--keepalive", "--ttl", "1h"});
+  REQUIRE_MESSAGE(sb.code == 0, sb.err << d.log_text());
+  const std::string vmid = field(sb.out, "VMID");
+
+  CtlRun created = ctl(d, {"workspace", "create", "--name", "dev", "--size", "10G"});
+  REQUIRE_MESSAGE(created.code == 0, created.err << d.log_text());
+  CHECK(has(created.out, "dev"));
+  json ws = parse(ctl(d, {"--json", "workspace", "show", "dev"}).out);
+  CHECK(ws["name"] == "dev");
+  CHECK(ws["size_gb"] == 10);
+  const std::string id = ws["id"];
+  CHECK(has(ws["volid"].get<std::string>(), ":vm-999999999-" + id));
+  auto listed = rows(ctl(d, {"workspace", "list"}).out);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0][0] == id);
+  CHECK(listed[0][1] == "dev");
+  CHECK(ctl(d, {"workspace", "create", "--name", "dev", "--size", "5G"}).code == 1);
+
+  CtlRun attached = ctl(d, {"workspace", "attach", "dev", vmid});
+  REQUIRE_MESSAGE(attached.code == 0, attached.err);
+  CHECK(parse(ctl(d, {"--json", "sandbox", "show", vmid}).out)["workspace_id"] == id);
+  CHECK(parse(ctl(d, {"--json", "workspace", "show", "dev"}).out)["attached_vmid"] ==
+        std::stoi(vmid));
+  CtlRun detached = ctl(d, {"workspace", "detach", "dev"});
+  REQUIRE_MESSAGE(detached.code == 0, detached.err);
+  CHECK_FALSE(parse(ctl(d, {"--json", "workspace", "show", "dev"}).out).contains("attached_vmid"));
+
+  REQUIRE(ctl(d, {"workspace", "attach", "dev", vmid}).code == 0);
+  CtlRun rebound = ctl(d, {"--json", "workspace", "rebind", "dev", "--profile", "demo"});
+  REQUIRE_MESSAGE(rebound.code == 0, rebound.err << d.log_text());
+  json moved = parse(rebound.out);
+  CHECK(moved["old_vmid"] == std::stoi(vmid));
+  const int fresh = moved["workspace"]["attached_vmid"];
+  CHECK(fresh != std::stoi(vmid));
+  CHECK(moved["sandbox"]["state"] == "RUNNING");
+  // Without --keep-old the old sandbox is torn down (after the reply).
+  std::string old_state;
+  for (int i = 0; i < 200 && old_state != "DESTROYED"; ++i) {
+    old_state = parse(ctl(d, {"--json", "sandbox", "show", vmid}).out)["state"];
+    if (old_state != "DESTROYED") std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(old_state == "DESTROYED");
+  CHECK(d.stop() == 0);
+}
