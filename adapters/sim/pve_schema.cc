@@ -151,6 +151,25 @@ Result<std::shared_ptr<const ApiSchema>> ApiSchema::load(const std::string& dir)
   } catch (const std::exception& e) {
     return fail(ErrorCode::corrupt, file + ": " + e.what());
   }
+  // Prose and return shapes are never validated against; dropping them keeps the daemon's
+  // resident memory small (the parsed schema is most of an idle daemon's heap).
+  std::vector<json*> todo{&schema->root_};
+  while (!todo.empty()) {
+    json* n = todo.back();
+    todo.pop_back();
+    if (n->is_object()) {
+      // Prose is a string; a parameter that happens to be called "description" is an object.
+      for (const char* k : {"description", "verbose_description"})
+        if (auto it = n->find(k); it != n->end() && it->is_string()) n->erase(it);
+      if (n->contains("method")) {  // a method's own return shape and ACL rules
+        n->erase("returns");
+        n->erase("permissions");
+      }
+      for (auto& [k, v] : n->items()) todo.push_back(&v);
+    } else if (n->is_array()) {
+      for (auto& v : *n) todo.push_back(&v);
+    }
+  }
   // Flatten the tree; pointers into root_ stay valid because root_ is never modified again.
   std::vector<const json*> stack;
   for (const auto& n : schema->root_) stack.push_back(&n);
