@@ -80,8 +80,9 @@ Result<Decision> on(const RecordStep& r, Builder& b) {
   const std::string purpose = sb->pending_purpose;
   if (purpose == "provision" && !sb->provisioning) {
     // The saga was overtaken (a runner report walked the sandbox to RUNNING, or a teardown
-    // began): this result no longer drives anything.
+    // began): this result no longer drives anything, but a found guest IP is still the VM's.
     b.step_outcome(*sb, fb::EventKind::StepIgnored, r, detail);
+    if (r.step == fb::Step::GuestIp && !r.error) sb->ip = r.detail;
     return b.finish();
   }
   b.step_outcome(*sb, r.error ? fb::EventKind::StepFailed : fb::EventKind::StepCompleted, r,

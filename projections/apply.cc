@@ -169,6 +169,12 @@ void apply_step(State& st, const fb::Envelope& e, int64_t wall) {
         sb->pending_step = fb::Step::Unknown;
         sb->pending_attempt = 0;
         sb->pending_purpose.clear();
+        // A successful step the saga no longer waited for (a runner report overtook it) still
+        // happened when it says: its IP is the VM's, its time is the phase's.
+        if (!r->code() || r->code()->size() == 0) {
+          if (step == fb::Step::GuestIp && r->detail()) sb->ip = r->detail()->str();
+          step_marks(st, vmid, step, true, wall);
+        }
       }
       break;
   }
@@ -494,6 +500,11 @@ void apply(State& st, const fb::Envelope& e) {
           auto m = st.timings.sandboxes.find(it->second.vmid);
           if (m != st.timings.sandboxes.end() && m->second.bootstrap == 0)
             m->second.bootstrap = wall;
+          // The guest fetching its payload proves it is up, often before the guest-IP poll
+          // notices: a job's sandbox is ready at the earlier of the two.
+          auto j = st.timings.jobs.find(it->second.job_id);
+          if (j != st.timings.jobs.end() && (j->second.ready == 0 || wall < j->second.ready))
+            j->second.ready = wall;
         }
       }
       return;

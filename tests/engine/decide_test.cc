@@ -1,6 +1,7 @@
 // Command handlers through the Engine: the provisioning saga, reports, leases, destroy,
 // power operations, workspaces, reconcile, prune, admission, idempotency, and the engine edge
 // cases of lifecycle.md §14 and the README decisions.
+#include "projections/timings.h"
 #include "tests/engine/harness.h"
 
 using namespace agentlab;
@@ -144,6 +145,33 @@ TEST_CASE("a RUNNING report overtaking provisioning makes the later steps record
   h.ok(dup);
   CHECK(h.count_kind(fb::EventKind::StepIgnored) == 2);
   CHECK(h.sb(vmid).state == S::Running);
+}
+
+TEST_CASE("a guest IP found after the runner's report still gives the VM its IP and timings") {
+  Harness h;
+  auto [job_id, vmid] = h.job_admitted();
+  h.complete<CloneVm>();
+  auto snip = h.take<WriteSnippet>();
+  h.effects.insert(h.effects.begin(), snip);
+  h.complete<WriteSnippet>("local:snippets/x", {}, "/x");
+  h.complete<ConfigureVm>();
+  h.complete<StartVm>();  // the guest-IP poll starts now
+  h.clock.advance(kSec);
+  h.ok(RecordBootstrapFetch{vmid, snip.bootstrap_token});  // the guest is up
+  h.clock.advance(kSec);
+  h.ok(RecordReport{job_id, vmid, "RUNNING", "", {}, ""});
+  REQUIRE(h.sb(vmid).state == S::Running);
+  CHECK(h.sb(vmid).ip.empty());
+  h.complete<WaitGuestIp>("10.77.0.42");  // overtaken: ignored, but true
+  CHECK(h.count_kind(fb::EventKind::StepIgnored) == 1);
+  CHECK(h.sb(vmid).ip == "10.77.0.42");
+  auto t = projections::summarize(h.st().timings);
+  const auto& ip = t.phases[static_cast<int>(projections::Phase::guest_agent_ready)];
+  CHECK(ip.count == 1);
+  // READY is the bootstrap fetch (1 s before the RUNNING report), not the late READY walk.
+  const auto& r2r = t.phases[static_cast<int>(projections::Phase::job_ready_to_running)];
+  REQUIRE(r2r.count == 1);
+  CHECK(r2r.median_s == doctest::Approx(1.0));
 }
 
 TEST_CASE("a failed provisioning step fails the job and cleans up the VM") {
