@@ -30,6 +30,17 @@ std::string make_repo(const Daemon& d) {
   return repo;
 }
 
+// Starts `d`, runs a job on a fresh demo repo and returns the job once it is final.
+json job_to_end(Daemon& d, const std::string& task,
+                std::chrono::seconds timeout = std::chrono::seconds(60)) {
+  REQUIRE(d.start());
+  auto created = d.post("/v1/jobs", job_body(make_repo(d), task));
+  REQUIRE(created.status == 201);
+  auto done = d.wait_json("/v1/jobs/" + created.json()["id"].get<std::string>(), is_final, timeout);
+  REQUIRE_MESSAGE(done.has_value(), d.log_text());
+  return *done;
+}
+
 }  // namespace
 
 TEST_CASE("health, status and the reference's error shapes") {
@@ -131,14 +142,9 @@ TEST_CASE("artifact retention removes a finished job's bundle, its file and reco
   DaemonSpec spec;
   spec.extra_config = "artifact_retention: 2s\n";
   Daemon d(spec);
-  REQUIRE(d.start());
-  std::string repo = make_repo(d);
-  auto created = d.post("/v1/jobs", job_body(repo, "write a note"));
-  REQUIRE(created.status == 201);
-  std::string id = created.json()["id"];
-  auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(60));
-  REQUIRE_MESSAGE(done.has_value(), d.log_text());
-  CHECK((*done)["status"] == "COMPLETED");
+  json done = job_to_end(d, "write a note");
+  CHECK(done["status"] == "COMPLETED");
+  const std::string id = done["id"];
   auto files_of_job = [&] {
     size_t n = 0;
     std::error_code ec;
@@ -189,13 +195,9 @@ TEST_CASE("SIGTERM while Proxmox calls are in flight (twice, even) drains and ex
 
 TEST_CASE("a failing agent ends FAILED with its reason") {
   Daemon d;
-  REQUIRE(d.start());
-  std::string repo = make_repo(d);
-  auto id = d.post("/v1/jobs", job_body(repo, "please [fail]")).json()["id"].get<std::string>();
-  auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(60));
-  REQUIRE_MESSAGE(done.has_value(), d.log_text());
-  CHECK((*done)["status"] == "FAILED");
-  CHECK((*done)["result"]["message"].get<std::string>().find("exited with code 3") !=
+  json done = job_to_end(d, "please [fail]");
+  CHECK(done["status"] == "FAILED");
+  CHECK(done["result"]["message"].get<std::string>().find("exited with code 3") !=
         std::string::npos);
 }
 
@@ -203,12 +205,8 @@ TEST_CASE("a hanging agent ends TIMEOUT") {
   DaemonSpec spec;
   spec.env = {"AGENTLAB_RUNNER_TIMEOUT_SECONDS=2", "AGENTLAB_KILL_GRACE_SECONDS=1"};
   Daemon d(spec);
-  REQUIRE(d.start());
-  std::string repo = make_repo(d);
-  auto id = d.post("/v1/jobs", job_body(repo, "wait [hang]")).json()["id"].get<std::string>();
-  auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(60));
-  REQUIRE_MESSAGE(done.has_value(), d.log_text());
-  CHECK_MESSAGE((*done)["status"] == "TIMEOUT", done->dump());
+  json done = job_to_end(d, "wait [hang]");
+  CHECK_MESSAGE(done["status"] == "TIMEOUT", done.dump());
 }
 
 TEST_CASE("a provisioning that outlives provisioning_timeout fails the job and cleans up") {
@@ -216,13 +214,9 @@ TEST_CASE("a provisioning that outlives provisioning_timeout fails the job and c
   spec.time_scale = 1.0;  // the seed's real latencies: ~20 s to provision
   spec.extra_config = "provisioning_timeout: 1s";
   Daemon d(spec);
-  REQUIRE(d.start());
-  std::string repo = make_repo(d);
-  auto id = d.post("/v1/jobs", job_body(repo, "never runs")).json()["id"].get<std::string>();
-  auto done = d.wait_json("/v1/jobs/" + id, is_final, std::chrono::seconds(30));
-  REQUIRE_MESSAGE(done.has_value(), d.log_text());
-  CHECK((*done)["status"] == "FAILED");
-  CHECK((*done)["result"]["message"].get<std::string>().find("provisioning timed out") !=
+  json done = job_to_end(d, "never runs", std::chrono::seconds(30));
+  CHECK(done["status"] == "FAILED");
+  CHECK(done["result"]["message"].get<std::string>().find("provisioning timed out") !=
         std::string::npos);
 }
 
