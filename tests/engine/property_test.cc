@@ -11,6 +11,22 @@ using namespace agentlab::engine::test;
 
 namespace {
 
+// The successful RecordStep answering a step effect (attempt 0 for effects without one).
+RecordStep step_result_for(const Effect& e) {
+  RecordStep r;
+  r.vmid = owner_of(e);
+  r.step = step_of(e);
+  r.attempt = std::visit(
+      [](const auto& x) -> int32_t {
+        if constexpr (requires { x.attempt; })
+          return x.attempt;
+        else
+          return 0;
+      },
+      e);
+  return r;
+}
+
 void check_invariants(const Harness& h) {
   const auto& st = h.st();
   size_t indexed = 0;
@@ -75,17 +91,7 @@ void run_random(uint64_t seed, int steps) {
         }
         if (std::holds_alternative<CreateVolume>(e) || std::holds_alternative<DeleteVolume>(e))
           break;
-        RecordStep r;
-        r.vmid = owner_of(e);
-        r.step = step_of(e);
-        r.attempt = std::visit(
-            [](const auto& x) -> int32_t {
-              if constexpr (requires { x.attempt; })
-                return x.attempt;
-              else
-                return 0;
-            },
-            e);
+        RecordStep r = step_result_for(e);
         r.duration_ns = static_cast<int64_t>(rng() % (5 * kSec));
         int roll = static_cast<int>(pick(10));
         if (roll == 0)
@@ -180,17 +186,7 @@ void run_random(uint64_t seed, int steps) {
         }
         if (std::holds_alternative<CreateVolume>(e) || std::holds_alternative<DeleteVolume>(e))
           continue;
-        RecordStep r;
-        r.vmid = owner_of(e);
-        r.step = step_of(e);
-        r.attempt = std::visit(
-            [](const auto& x) -> int32_t {
-              if constexpr (requires { x.attempt; })
-                return x.attempt;
-              else
-                return 0;
-            },
-            e);
+        RecordStep r = step_result_for(e);
         if (r.step == fb::Step::GuestIp) r.detail = "10.0.0.1";
         if (r.step == fb::Step::SnippetWrite) r.detail = "local:snippets/z";
         (void)h.run(r);
