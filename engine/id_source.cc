@@ -1,7 +1,6 @@
 #include "engine/id_source.h"
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
+#include "events/digest.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -23,10 +22,7 @@ std::string to_hex(const unsigned char* p, size_t n) {
 
 std::string CsprngIdSource::hex(size_t bytes) {
   std::vector<unsigned char> buf(bytes);
-  if (RAND_bytes(buf.data(), static_cast<int>(bytes)) != 1) {
-    std::fputs("agentlab: CSPRNG failure (RAND_bytes)\n", stderr);
-    std::abort();
-  }
+  events::fill_random(buf);
   return to_hex(buf.data(), bytes);
 }
 
@@ -37,10 +33,8 @@ std::string SeededIdSource::hex(size_t bytes) {
 }
 
 std::string sha256_hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  return to_hex(md, n);
+  const events::Sha256Digest md = events::sha256(data);
+  return to_hex(md.data(), md.size());
 }
 
 }  // namespace agentlab::engine

@@ -3,7 +3,6 @@
 
 #include <fcntl.h>
 #include <lmdb.h>
-#include <openssl/evp.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "events/chain.h"
+#include "events/digest.h"
 #include "events/log.h"
 #include "events/schema_version.h"
 #include "events/value_codec.h"
@@ -44,14 +44,9 @@ std::string index_key(fb::AggregateType type, std::string_view id) {
     key.append(id);
     return key;
   }
-  unsigned char digest[32];
-  unsigned int len = 0;
-  if (EVP_Digest(id.data(), id.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
-    std::fprintf(stderr, "agentlab: OpenSSL SHA-256 failed\n");
-    std::abort();
-  }
+  const Sha256Digest digest = sha256(id);
   key.push_back(static_cast<char>(t | 0x80));
-  key.append(reinterpret_cast<const char*>(digest), sizeof digest);
+  key.append(reinterpret_cast<const char*>(digest.data()), digest.size());
   return key;
 }
 
@@ -813,7 +808,6 @@ LmdbLog::GroupPtr LmdbLog::commit_group(std::vector<Writer*>& writers) {
     return nullptr;
   }
   last_link_ = g->link;
-  last_seq_.store(g->last);
   {
     std::lock_guard lock(overlay_mutex_);
     if (overlay_.empty()) oldest_pending_ = std::chrono::steady_clock::now();
@@ -821,6 +815,9 @@ LmdbLog::GroupPtr LmdbLog::commit_group(std::vector<Writer*>& writers) {
     overlay_.push_back(g);
     if (overlay_events_ >= 4096 || apply_interval_ms_ == 0) apply_cv_.notify_all();
   }
+  // Published only once the group is readable: a reader that reads up to last_seq() must find
+  // every event up to it in the overlay or in LMDB.
+  last_seq_.store(g->last);
   for (Writer* w : writers) w->result = {};
   return g;
 }

@@ -2,7 +2,6 @@
 #include "events/wal.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +11,8 @@
 #include <cstring>
 
 #include <fmt/format.h>
+
+#include "events/digest.h"
 
 namespace agentlab::events {
 
@@ -59,15 +60,10 @@ std::unexpected<Error> sys_fail(int e, std::string what) {
 
 // The first 8 bytes of SHA-256(header[0..24) || body).
 void digest_of(const uint8_t* header, const uint8_t* body, size_t body_len, uint8_t out[8]) {
-  uint8_t md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, header, 24);
-  EVP_DigestUpdate(ctx, body, body_len);
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  std::memcpy(out, md, 8);
+  Sha256 sha;
+  sha.update(header, 24);
+  sha.update(body, body_len);
+  std::memcpy(out, sha.finish().data(), 8);
 }
 
 Result<void> write_all(int fd, const uint8_t* p, size_t n, uint64_t off) {

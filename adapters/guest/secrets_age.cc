@@ -1,13 +1,13 @@
 #include "adapters/guest/secrets_age.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/kdf.h>
+#include <string.h>
 
 #include <algorithm>
 #include <memory>
 #include <optional>
+
+#include "adapters/guest/libcrypto.h"
+#include "events/digest.h"
 
 namespace agentlab::guest {
 namespace {
@@ -26,8 +26,13 @@ constexpr size_t kFileKeySize = 16;
 struct Wiper {
   void* p;
   size_t n;
-  ~Wiper() { OPENSSL_cleanse(p, n); }
+  ~Wiper() { explicit_bzero(p, n); }
 };
+
+// Only called once age_decrypt / parse_age_identity have loaded libcrypto successfully.
+const LibCrypto& ossl() {
+  return **libcrypto();
+}
 
 // ---- Bech32 (BIP173 checksum, no length limit as the age spec says) ----
 
@@ -160,13 +165,13 @@ std::optional<Bytes> b64_decode_strict(std::string_view s) {
 // ---- OpenSSL primitives ----
 
 struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
+  void operator()(EVP_PKEY* p) const { ossl().pkey_free(p); }
 };
 struct PkeyCtxFree {
-  void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); }
+  void operator()(EVP_PKEY_CTX* p) const { ossl().pkey_ctx_free(p); }
 };
 struct CipherCtxFree {
-  void operator()(EVP_CIPHER_CTX* p) const { EVP_CIPHER_CTX_free(p); }
+  void operator()(EVP_CIPHER_CTX* p) const { ossl().cipher_ctx_free(p); }
 };
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
@@ -174,55 +179,55 @@ using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 
 bool hkdf_sha256(const uint8_t* ikm, size_t ikm_len, const uint8_t* salt, size_t salt_len,
                  std::string_view info, uint8_t out[32]) {
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr));
-  if (!ctx || EVP_PKEY_derive_init(ctx.get()) <= 0) return false;
-  if (EVP_PKEY_CTX_set_hkdf_md(ctx.get(), EVP_sha256()) <= 0) return false;
+  PkeyCtxPtr ctx(ossl().pkey_ctx_new_id(EVP_PKEY_HKDF, nullptr));
+  if (!ctx || ossl().pkey_derive_init(ctx.get()) <= 0) return false;
+  if (ossl().set_hkdf_md(ctx.get(), ossl().sha256()) <= 0) return false;
   // An empty salt equals HKDF's default (HashLen zero bytes), so it is simply not set.
-  if (salt_len > 0 &&
-      EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), salt, static_cast<int>(salt_len)) <= 0) {
+  if (salt_len > 0 && ossl().set1_hkdf_salt(ctx.get(), salt, static_cast<int>(salt_len)) <= 0) {
     return false;
   }
-  if (EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), ikm, static_cast<int>(ikm_len)) <= 0) return false;
-  if (EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), reinterpret_cast<const uint8_t*>(info.data()),
-                                  static_cast<int>(info.size())) <= 0) {
+  if (ossl().set1_hkdf_key(ctx.get(), ikm, static_cast<int>(ikm_len)) <= 0) return false;
+  if (ossl().add1_hkdf_info(ctx.get(), reinterpret_cast<const uint8_t*>(info.data()),
+                            static_cast<int>(info.size())) <= 0) {
     return false;
   }
   size_t len = 32;
-  return EVP_PKEY_derive(ctx.get(), out, &len) > 0 && len == 32;
+  return ossl().pkey_derive(ctx.get(), out, &len) > 0 && len == 32;
 }
 
 // ChaCha20-Poly1305 open; `in` is ciphertext || 16-byte tag. False on authentication failure.
 bool chacha_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t* in, size_t in_len,
                  uint8_t* out) {
   if (in_len < kTagSize) return false;
-  CipherCtxPtr ctx(EVP_CIPHER_CTX_new());
+  CipherCtxPtr ctx(ossl().cipher_ctx_new());
   if (!ctx) return false;
-  if (EVP_DecryptInit_ex(ctx.get(), EVP_chacha20_poly1305(), nullptr, nullptr, nullptr) != 1)
+  if (ossl().decrypt_init_ex(ctx.get(), ossl().chacha20_poly1305(), nullptr, nullptr, nullptr) != 1)
     return false;
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_IVLEN, 12, nullptr) != 1) return false;
-  if (EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key, nonce) != 1) return false;
+  if (ossl().cipher_ctx_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_IVLEN, 12, nullptr) != 1) return false;
+  if (ossl().decrypt_init_ex(ctx.get(), nullptr, nullptr, key, nonce) != 1) return false;
   size_t ct_len = in_len - kTagSize;
   int len = 0;
-  if (ct_len > 0 && EVP_DecryptUpdate(ctx.get(), out, &len, in, static_cast<int>(ct_len)) != 1) {
+  if (ct_len > 0 &&
+      ossl().decrypt_update(ctx.get(), out, &len, in, static_cast<int>(ct_len)) != 1) {
     return false;
   }
-  if (EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagSize),
-                          const_cast<uint8_t*>(in + ct_len)) != 1) {
+  if (ossl().cipher_ctx_ctrl(ctx.get(), EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTagSize),
+                             const_cast<uint8_t*>(in + ct_len)) != 1) {
     return false;
   }
   int final_len = 0;
-  return EVP_DecryptFinal_ex(ctx.get(), out + len, &final_len) == 1;
+  return ossl().decrypt_final_ex(ctx.get(), out + len, &final_len) == 1;
 }
 
 bool x25519(const uint8_t secret[32], const uint8_t peer[32], uint8_t out[32]) {
-  PkeyPtr priv(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, secret, 32));
-  PkeyPtr pub(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer, 32));
+  PkeyPtr priv(ossl().pkey_new_raw_private_key(EVP_PKEY_X25519, nullptr, secret, 32));
+  PkeyPtr pub(ossl().pkey_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer, 32));
   if (!priv || !pub) return false;
-  PkeyCtxPtr ctx(EVP_PKEY_CTX_new(priv.get(), nullptr));
-  if (!ctx || EVP_PKEY_derive_init(ctx.get()) <= 0) return false;
-  if (EVP_PKEY_derive_set_peer(ctx.get(), pub.get()) <= 0) return false;
+  PkeyCtxPtr ctx(ossl().pkey_ctx_new(priv.get(), nullptr));
+  if (!ctx || ossl().pkey_derive_init(ctx.get()) <= 0) return false;
+  if (ossl().pkey_derive_set_peer(ctx.get(), pub.get()) <= 0) return false;
   size_t len = 32;
-  return EVP_PKEY_derive(ctx.get(), out, &len) > 0 && len == 32;
+  return ossl().pkey_derive(ctx.get(), out, &len) > 0 && len == 32;
 }
 
 // ---- header ----
@@ -311,7 +316,7 @@ Result<std::optional<std::array<uint8_t, kFileKeySize>>> unwrap_x25519(const Sta
   Wiper w1{shared, sizeof shared};
   if (!x25519(id.secret.data(), share->data(), shared)) return std::nullopt;
   static constexpr uint8_t kZero[32] = {};
-  if (CRYPTO_memcmp(shared, kZero, 32) == 0) {
+  if (events::equal_constant_time(std::span<const uint8_t>(shared, 32), kZero)) {
     return fail(ErrorCode::corrupt, "malformed header: X25519 shared secret is zero");
   }
   uint8_t salt[64];
@@ -343,12 +348,13 @@ Result<AgeIdentity> parse_age_identity(std::string_view line) {
   if (!dec) return err(dec.error().message);
   if (dec->first != kIdentityHrp) return err("unexpected type prefix");
   if (dec->second.size() != 32) return err("key is not 32 bytes");
+  if (auto c = libcrypto(); !c) return std::unexpected(c.error());
   AgeIdentity id;
   std::copy(dec->second.begin(), dec->second.end(), id.secret.begin());
-  OPENSSL_cleanse(dec->second.data(), dec->second.size());
-  PkeyPtr priv(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, id.secret.data(), 32));
+  explicit_bzero(dec->second.data(), dec->second.size());
+  PkeyPtr priv(ossl().pkey_new_raw_private_key(EVP_PKEY_X25519, nullptr, id.secret.data(), 32));
   size_t len = 32;
-  if (!priv || EVP_PKEY_get_raw_public_key(priv.get(), id.public_key.data(), &len) != 1 ||
+  if (!priv || ossl().pkey_get_raw_public_key(priv.get(), id.public_key.data(), &len) != 1 ||
       len != 32) {
     return err("cannot derive the public key");
   }
@@ -393,6 +399,7 @@ Result<std::string> age_decrypt(std::string_view file, const std::vector<AgeIden
   }
   auto header = parse_header(file);
   if (!header) return std::unexpected(header.error());
+  if (auto c = libcrypto(); !c) return std::unexpected(c.error());
 
   std::optional<std::array<uint8_t, kFileKeySize>> file_key;
   bool saw_scrypt = false;
@@ -424,12 +431,12 @@ Result<std::string> age_decrypt(std::string_view file, const std::vector<AgeIden
   }
   uint8_t mac[32];
   unsigned int mac_len = 0;
-  if (HMAC(EVP_sha256(), mac_key, 32, reinterpret_cast<const uint8_t*>(file.data()),
-           header->mac_input_len, mac, &mac_len) == nullptr ||
+  if (ossl().hmac(ossl().sha256(), mac_key, 32, reinterpret_cast<const uint8_t*>(file.data()),
+                  header->mac_input_len, mac, &mac_len) == nullptr ||
       mac_len != 32) {
     return fail(ErrorCode::internal, "HMAC failed");
   }
-  if (CRYPTO_memcmp(mac, header->mac.data(), 32) != 0) {
+  if (!events::equal_constant_time(std::span<const uint8_t>(mac, 32), header->mac)) {
     return fail(ErrorCode::corrupt, "header MAC mismatch (file tampered with)");
   }
 
@@ -464,18 +471,18 @@ Result<std::string> age_decrypt(std::string_view file, const std::vector<AgeIden
       // Tell a missing final chunk / appended bytes apart from tampering.
       set_nonce(!rest_is_this_chunk);
       if (chacha_open(payload_key, nonce, in, n, buf.data())) {
-        OPENSSL_cleanse(buf.data(), buf.size());
-        OPENSSL_cleanse(plain.data(), plain.size());
+        explicit_bzero(buf.data(), buf.size());
+        explicit_bzero(plain.data(), plain.size());
         return fail(ErrorCode::corrupt,
                     rest_is_this_chunk ? "payload truncated" : "trailing data after final chunk");
       }
-      OPENSSL_cleanse(plain.data(), plain.size());
+      explicit_bzero(plain.data(), plain.size());
       return fail(ErrorCode::corrupt,
                   "payload chunk " + std::to_string(counter) + " failed authentication");
     }
     size_t pt = n - kTagSize;
     if (rest_is_this_chunk && pt == 0 && counter > 0) {
-      OPENSSL_cleanse(plain.data(), plain.size());
+      explicit_bzero(plain.data(), plain.size());
       return fail(ErrorCode::corrupt, "empty final chunk");
     }
     plain.append(reinterpret_cast<const char*>(buf.data()), pt);
@@ -483,7 +490,7 @@ Result<std::string> age_decrypt(std::string_view file, const std::vector<AgeIden
     ++counter;
     if (rest_is_this_chunk) break;
   }
-  OPENSSL_cleanse(buf.data(), buf.size());
+  explicit_bzero(buf.data(), buf.size());
   return plain;
 }
 

@@ -19,8 +19,14 @@ constexpr size_t kMaxBufferedInput = 64 * 1024;
 constexpr size_t kReadBufferSize = 256 * 1024;
 
 // Every read is copied out of this buffer before the read callback returns, so one buffer per
-// loop thread is enough.
-thread_local char read_buffer[kReadBufferSize];
+// loop thread is enough. Allocated on a thread's first read: a thread_local array would be
+// zero-filled in every thread the process starts (the thread pool's and the log applier's too),
+// 256 KiB resident each.
+char* read_buffer() {
+  thread_local std::unique_ptr<char[]> buf;
+  if (!buf) buf.reset(new char[kReadBufferSize]);  // left uninitialised: reads fill it
+  return buf.get();
+}
 
 std::string_view reason_phrase(int status) {
   switch (status) {
@@ -277,7 +283,7 @@ void Connection::update_reading() {
 }
 
 void Connection::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
-  buf->base = read_buffer;
+  buf->base = read_buffer();
   buf->len = kReadBufferSize;
 }
 

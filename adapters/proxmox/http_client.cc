@@ -1,10 +1,8 @@
 #include "adapters/proxmox/http_client.h"
 
-#include <curl/curl.h>
-
-#include <mutex>
 #include <set>
 
+#include "adapters/proxmox/curl_library.h"
 #include "adapters/proxmox/defer.h"
 
 namespace agentlab::proxmox {
@@ -58,9 +56,9 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+// Only reached once curl_library() has succeeded (Impl checks before creating any handle).
+const CurlLibrary& lib() {
+  return **curl_library();
 }
 
 }  // namespace
@@ -74,16 +72,26 @@ struct HttpClient::Impl {
   std::set<Transfer*> transfers;
   std::set<SocketCtx*> sockets;
 
+  Error unusable;  // why requests cannot run (libcurl missing); meaningful when multi is null
+
   explicit Impl(uv_loop_t* l) : loop(l) {
-    global_init();
-    multi = curl_multi_init();
     uv_timer_init(loop, &timer);
     timer.data = this;
     ++open_handles;
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::socket_cb);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::timer_cb);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    auto loaded = curl_library();
+    if (!loaded) {
+      unusable = loaded.error();
+      return;
+    }
+    multi = lib().multi_init();
+    if (multi == nullptr) {
+      unusable = Error{ErrorCode::internal, "curl_multi_init failed"};
+      return;
+    }
+    lib().multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::socket_cb);
+    lib().multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    lib().multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::timer_cb);
+    lib().multi_setopt(multi, CURLMOPT_TIMERDATA, this);
   }
 
   static int socket_cb(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
@@ -91,7 +99,7 @@ struct HttpClient::Impl {
     auto* ctx = static_cast<SocketCtx*>(socketp);
     if (what == CURL_POLL_REMOVE) {
       if (ctx) {
-        curl_multi_assign(self->multi, s, nullptr);
+        lib().multi_assign(self->multi, s, nullptr);
         self->close_socket(ctx);
       }
       return 0;
@@ -107,7 +115,7 @@ struct HttpClient::Impl {
       ctx->poll.data = ctx;
       ++self->open_handles;
       self->sockets.insert(ctx);
-      curl_multi_assign(self->multi, s, ctx);
+      lib().multi_assign(self->multi, s, ctx);
     }
     int events = 0;
     if (what & CURL_POLL_IN) events |= UV_READABLE;
@@ -127,7 +135,7 @@ struct HttpClient::Impl {
           [](uv_timer_t* t) {
             auto* impl = static_cast<Impl*>(t->data);
             int running = 0;
-            curl_multi_socket_action(impl->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            lib().multi_socket_action(impl->multi, CURL_SOCKET_TIMEOUT, 0, &running);
             impl->check_done();
           },
           static_cast<uint64_t>(timeout_ms), 0);
@@ -143,7 +151,7 @@ struct HttpClient::Impl {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
     int running = 0;
-    curl_multi_socket_action(self->multi, ctx->fd, flags, &running);
+    lib().multi_socket_action(self->multi, ctx->fd, flags, &running);
     self->check_done();
   }
 
@@ -165,10 +173,10 @@ struct HttpClient::Impl {
   void check_done() {
     std::vector<std::pair<Transfer*, CURLcode>> finished;
     int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+    while (CURLMsg* msg = lib().multi_info_read(multi, &left)) {
       if (msg->msg != CURLMSG_DONE) continue;
       Transfer* t = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
+      lib().easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &t);
       finished.emplace_back(t, msg->data.result);
     }
     // Complete after reading every message: a completion may start a new request.
@@ -178,10 +186,10 @@ struct HttpClient::Impl {
   void finish(Transfer* t, CURLcode code) {
     Result<HttpResponse> r;
     if (code == CURLE_OK) {
-      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->response.status);
+      lib().easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->response.status);
       r = std::move(t->response);
     } else {
-      std::string detail = t->errbuf[0] ? std::string(t->errbuf) : curl_easy_strerror(code);
+      std::string detail = t->errbuf[0] ? std::string(t->errbuf) : lib().easy_strerror(code);
       if (t->too_large) {
         r = fail(ErrorCode::too_large,
                  "response body over " + std::to_string(t->max_body) + " bytes", code);
@@ -198,9 +206,9 @@ struct HttpClient::Impl {
 
   void release(Transfer* t) {
     transfers.erase(t);
-    curl_multi_remove_handle(multi, t->easy);
-    curl_easy_cleanup(t->easy);
-    curl_slist_free_all(t->headers);
+    lib().multi_remove_handle(multi, t->easy);
+    lib().easy_cleanup(t->easy);
+    lib().slist_free_all(t->headers);
     delete t;
   }
 
@@ -214,7 +222,7 @@ struct HttpClient::Impl {
         done(fail(ErrorCode::cancelled, "request cancelled (client shut down)"));
       });
     }
-    curl_multi_cleanup(multi);
+    if (multi != nullptr) lib().multi_cleanup(multi);
     multi = nullptr;
     std::vector<SocketCtx*> socks(sockets.begin(), sockets.end());
     for (SocketCtx* s : socks) close_socket(s);
@@ -235,10 +243,15 @@ size_t HttpClient::in_flight() const {
 }
 
 void HttpClient::perform(HttpRequest req, engine::Done<HttpResponse> done) {
+  if (impl_->multi == nullptr) {
+    defer(impl_->loop,
+          [done = std::move(done), err = impl_->unusable] { done(std::unexpected(err)); });
+    return;
+  }
   auto* t = new Transfer;
   t->done = std::move(done);
   t->max_body = req.max_body;
-  t->easy = curl_easy_init();
+  t->easy = lib().easy_init();
   if (!t->easy) {
     auto d = std::move(t->done);
     delete t;
@@ -247,49 +260,49 @@ void HttpClient::perform(HttpRequest req, engine::Done<HttpResponse> done) {
     return;
   }
   CURL* e = t->easy;
-  curl_easy_setopt(e, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req.tls_verify ? 1L : 0L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req.tls_verify ? 2L : 0L);
-  if (!req.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, req.ca_file.c_str());
+  lib().easy_setopt(e, CURLOPT_URL, req.url.c_str());
+  lib().easy_setopt(e, CURLOPT_PRIVATE, t);
+  lib().easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+  lib().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  lib().easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body);
+  lib().easy_setopt(e, CURLOPT_WRITEDATA, t);
+  lib().easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
+  lib().easy_setopt(e, CURLOPT_HEADERDATA, t);
+  lib().easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  lib().easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
+  lib().easy_setopt(e, CURLOPT_SSL_VERIFYPEER, req.tls_verify ? 1L : 0L);
+  lib().easy_setopt(e, CURLOPT_SSL_VERIFYHOST, req.tls_verify ? 2L : 0L);
+  if (!req.ca_file.empty()) lib().easy_setopt(e, CURLOPT_CAINFO, req.ca_file.c_str());
 
   bool has_body = req.method == "POST" || req.method == "PUT";
   if (req.method == "POST") {
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    lib().easy_setopt(e, CURLOPT_POST, 1L);
   } else if (req.method != "GET") {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    lib().easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
   if (has_body) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req.body.c_str());
+    lib().easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
+    lib().easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req.body.c_str());
     // curl would label even an empty body as a form; send no Content-Type then.
     std::string ct = req.body.empty() ? "Content-Type:" : "Content-Type: " + req.content_type;
-    t->headers = curl_slist_append(t->headers, ct.c_str());
+    t->headers = lib().slist_append(t->headers, ct.c_str());
   }
-  t->headers = curl_slist_append(t->headers, "Expect:");
-  for (const std::string& h : req.headers) t->headers = curl_slist_append(t->headers, h.c_str());
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  t->headers = lib().slist_append(t->headers, "Expect:");
+  for (const std::string& h : req.headers) t->headers = lib().slist_append(t->headers, h.c_str());
+  lib().easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
 
   impl_->transfers.insert(t);
   // Adding arms curl's timer (0 ms), so the transfer starts on the next loop iteration and `done`
   // can never run inside perform().
-  CURLMcode mc = curl_multi_add_handle(impl_->multi, e);
+  CURLMcode mc = lib().multi_add_handle(impl_->multi, e);
   if (mc != CURLM_OK) {
     auto d = std::move(t->done);
     impl_->transfers.erase(t);
-    curl_easy_cleanup(e);
-    curl_slist_free_all(t->headers);
+    lib().easy_cleanup(e);
+    lib().slist_free_all(t->headers);
     delete t;
     defer(impl_->loop, [d = std::move(d), mc] {
-      d(fail(ErrorCode::internal, std::string("curl_multi_add_handle: ") + curl_multi_strerror(mc),
+      d(fail(ErrorCode::internal, std::string("curl_multi_add_handle: ") + lib().multi_strerror(mc),
              mc));
     });
   }

@@ -2,12 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <optional>
+
+#include "events/digest.h"
 
 namespace agentlab::proxmox {
 
@@ -145,9 +146,8 @@ void SnippetStore::write(const engine::SnippetSpec& spec, engine::Done<engine::S
           uint8_t rnd[8];
           if (o.random) {
             o.random(rnd, sizeof rnd);
-          } else if (RAND_bytes(rnd, sizeof rnd) != 1) {
-            *result = fail(ErrorCode::internal, "snippet: no random bytes");
-            return;
+          } else {
+            events::fill_random(rnd);
           }
           std::string file = snippet_file_name(spec.vmid, rnd);
           std::string path = o.dir + "/" + file;

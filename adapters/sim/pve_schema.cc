@@ -3,8 +3,11 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "adapters/sim/pve_schema.h"
 
+#include <zlib.h>
+
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -141,19 +144,12 @@ std::string default_schema_dir() {
 #endif
 }
 
-Result<std::shared_ptr<const ApiSchema>> ApiSchema::load(const std::string& dir) {
-  std::string file = dir + "/pve-api-schema.json";
-  std::ifstream in(file);
-  if (!in) return fail(ErrorCode::not_found, "cannot open " + file);
-  auto schema = std::make_shared<ApiSchema>();
-  try {
-    schema->root_ = json::parse(in);
-  } catch (const std::exception& e) {
-    return fail(ErrorCode::corrupt, file + ": " + e.what());
-  }
-  // Prose and return shapes are never validated against; dropping them keeps the daemon's
-  // resident memory small (the parsed schema is most of an idle daemon's heap).
-  std::vector<json*> todo{&schema->root_};
+namespace {
+
+// Prose and return shapes are never validated against; dropping them keeps the packed schema
+// small.
+void strip_prose(json& root) {
+  std::vector<json*> todo{&root};
   while (!todo.empty()) {
     json* n = todo.back();
     todo.pop_back();
@@ -170,22 +166,116 @@ Result<std::shared_ptr<const ApiSchema>> ApiSchema::load(const std::string& dir)
       for (auto& v : *n) todo.push_back(&v);
     }
   }
-  // Flatten the tree; pointers into root_ stay valid because root_ is never modified again.
-  std::vector<const json*> stack;
-  for (const auto& n : schema->root_) stack.push_back(&n);
-  while (!stack.empty()) {
-    const json* n = stack.back();
-    stack.pop_back();
-    if (n->contains("path") && n->contains("info")) {
-      Entry e;
-      e.path = (*n)["path"].get<std::string>();
-      e.segments = split_path(e.path);
-      e.info = &(*n)["info"];
-      schema->entries_.push_back(std::move(e));
+}
+
+// Builds the entry list while the file is parsed, so the schema's tree never exists whole: each
+// node's `info` object is packed the moment it ends and then discarded, and so is each node.
+// Parsing the whole tree first cost ~5 MB of heap that stayed resident (the packed entries ended
+// up spread over the freed tree's pages).
+class EntryCollector {
+ public:
+  explicit EntryCollector(std::string* arena) : arena_(arena) {}
+
+  struct Node {
+    std::vector<std::string> methods;
+    size_t offset = 0, size = 0, raw_size = 0;
+    bool has_info = false;
+  };
+  struct Done {
+    std::string path;
+    Node node;
+  };
+
+  // nlohmann's parser callback: depth of an object's start/end event equals the depth of the key
+  // events of the object that holds it.
+  bool operator()(int depth, json::parse_event_t event, json& parsed) {
+    using E = json::parse_event_t;
+    auto d = static_cast<size_t>(depth);
+    if (info_depth_ >= 0) {  // inside a node's info object: keep everything
+      if (event == E::object_end && depth == info_depth_) {
+        strip_prose(parsed);
+        Node& n = pending_[d];
+        n = Node{};
+        for (auto it = parsed.begin(); it != parsed.end(); ++it) n.methods.push_back(it.key());
+        // CBOR, deflated: the ~700 packed entries are most of an idle daemon's heap otherwise.
+        std::vector<uint8_t> cbor = json::to_cbor(parsed);
+        uLongf cap = compressBound(static_cast<uLong>(cbor.size()));
+        n.offset = arena_->size();
+        arena_->resize(n.offset + cap);
+        if (compress2(reinterpret_cast<Bytef*>(arena_->data() + n.offset), &cap, cbor.data(),
+                      static_cast<uLong>(cbor.size()), Z_BEST_COMPRESSION) != Z_OK)
+          throw std::runtime_error("cannot deflate a schema entry");
+        arena_->resize(n.offset + cap);
+        n.size = cap;
+        n.raw_size = cbor.size();
+        n.has_info = true;
+        info_depth_ = -1;
+        return false;
+      }
+      return true;
     }
-    if (n->contains("children"))
-      for (const auto& c : (*n)["children"]) stack.push_back(&c);
+    switch (event) {
+      case E::key:
+        if (keys_.size() <= d) keys_.resize(d + 1);
+        keys_[d] = parsed.get<std::string>();
+        return true;
+      case E::object_start:
+        if (d < keys_.size() && keys_[d] == "info") info_depth_ = depth;
+        if (pending_.size() <= d + 1) pending_.resize(d + 2);
+        pending_[d + 1] = Node{};  // this object's own (not yet seen) info
+        if (keys_.size() > d + 1) keys_[d + 1].clear();
+        return true;
+      case E::object_end:
+        if (auto p = parsed.find("path"); p != parsed.end() && p->is_string() &&
+                                          d + 1 < pending_.size() && pending_[d + 1].has_info) {
+          done_.push_back(Done{p->get<std::string>(), std::move(pending_[d + 1])});
+          pending_[d + 1] = Node{};
+        }
+        return depth == 0;  // nodes are not needed once collected
+      default:
+        return true;
+    }
   }
+
+  std::vector<Done> take() { return std::move(done_); }
+
+ private:
+  std::string* arena_;
+  int info_depth_ = -1;
+  std::vector<std::string> keys_;  // last key seen at each depth
+  std::vector<Node> pending_;      // the info collected for the object whose keys are at depth
+  std::vector<Done> done_;
+};
+
+}  // namespace
+
+Result<std::shared_ptr<const ApiSchema>> ApiSchema::load(const std::string& dir) {
+  std::string file = dir + "/pve-api-schema.json";
+  std::ifstream in(file);
+  if (!in) return fail(ErrorCode::not_found, "cannot open " + file);
+  auto schema = std::make_shared<ApiSchema>();
+  // Each entry keeps its methods packed as CBOR in one arena and is parsed back only when a call
+  // first reaches it: a daemon uses a dozen of the schema's ~700 paths.
+  schema->arena_.reserve(256u << 10);
+  EntryCollector collect(&schema->arena_);
+  try {
+    json root = json::parse(in, std::ref(collect));
+    if (!root.is_array()) return fail(ErrorCode::corrupt, file + ": not a JSON array of nodes");
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::corrupt, file + ": " + e.what());
+  }
+  for (auto& d : collect.take()) {
+    Entry e;
+    e.segments = split_path(d.path);
+    e.path = std::move(d.path);
+    e.methods = std::move(d.node.methods);
+    e.offset = d.node.offset;
+    e.size = d.node.size;
+    e.raw_size = d.node.raw_size;
+    schema->entries_.push_back(std::move(e));
+  }
+  if (schema->entries_.empty()) return fail(ErrorCode::corrupt, file + ": no API paths");
+  schema->arena_.shrink_to_fit();
   return std::shared_ptr<const ApiSchema>(std::move(schema));
 }
 
@@ -209,11 +299,11 @@ Result<ApiMatch> ApiSchema::match(std::string_view method, std::string_view path
   }
   std::string what = std::string(method) + " " + std::string(path);
   if (!best) return fail(ErrorCode::not_found, "Method '" + what + "' not implemented");
-  if (!best->info->contains(std::string(method)))
-    return fail(ErrorCode::invalid_argument, "Method '" + what + "' not implemented");
+  const json* info = best->has(method) ? unpacked(*best) : nullptr;
+  if (!info) return fail(ErrorCode::invalid_argument, "Method '" + what + "' not implemented");
   ApiMatch m;
   m.path_template = best->path;
-  m.method = &(*best->info)[std::string(method)];
+  m.method = &info->at(std::string(method));
   for (size_t i = 0; i < segs.size(); ++i)
     if (is_template_segment(best->segments[i]))
       m.path_params[best->segments[i].substr(1, best->segments[i].size() - 2)] = segs[i];
@@ -222,9 +312,35 @@ Result<ApiMatch> ApiSchema::match(std::string_view method, std::string_view path
 
 const json* ApiSchema::find_method(std::string_view method, std::string_view path_template) const {
   for (const auto& e : entries_)
-    if (e.path == path_template && e.info->contains(std::string(method)))
-      return &(*e.info)[std::string(method)];
+    if (e.path == path_template && e.has(method))
+      if (const json* info = unpacked(e)) return &info->at(std::string(method));
   return nullptr;
+}
+
+bool ApiSchema::Entry::has(std::string_view method) const {
+  for (const auto& m : methods)
+    if (m == method) return true;
+  return false;
+}
+
+const json* ApiSchema::unpacked(const Entry& e) const {
+  std::lock_guard lock(unpacked_mu_);
+  auto& slot = unpacked_[&e];
+  if (!slot) {
+    try {
+      std::vector<uint8_t> cbor(e.raw_size);
+      uLongf len = static_cast<uLongf>(cbor.size());
+      if (uncompress(cbor.data(), &len, reinterpret_cast<const Bytef*>(arena_.data() + e.offset),
+                     static_cast<uLong>(e.size)) != Z_OK ||
+          len != cbor.size())
+        throw std::runtime_error("corrupt schema entry");
+      slot = std::make_unique<const json>(json::from_cbor(cbor));
+    } catch (const std::exception&) {  // cannot happen: we packed it ourselves
+      unpacked_.erase(&e);
+      return nullptr;
+    }
+  }
+  return slot.get();
 }
 
 const json* ApiSchema::find_property(const json& properties, const std::string& name) {

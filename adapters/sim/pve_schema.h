@@ -13,8 +13,10 @@
 // .../clone, ...); the rest by the synopsis type text.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,10 +71,20 @@ class ApiSchema {
   struct Entry {
     std::vector<std::string> segments;
     std::string path;
-    const nlohmann::json* info = nullptr;
+    std::vector<std::string> methods;  // GET, POST, ... this path has
+    // The info object (method -> definition) as deflated CBOR: arena_[offset, offset + size),
+    // raw_size bytes once inflated.
+    size_t offset = 0, size = 0, raw_size = 0;
+    bool has(std::string_view method) const;
   };
-  nlohmann::json root_;
-  std::vector<Entry> entries_;
+  // The entry's info object, parsed on first use and kept (stable address); nullptr only if the
+  // packed bytes were unreadable.
+  const nlohmann::json* unpacked(const Entry& e) const;
+
+  std::string arena_;
+  std::vector<Entry> entries_;  // never modified after load: Entry addresses are cache keys
+  mutable std::mutex unpacked_mu_;
+  mutable std::map<const Entry*, std::unique_ptr<const nlohmann::json>> unpacked_;
 };
 
 struct CliOption {

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include "adapters/guest/bootstrap_payload.h"
 #include "adapters/guest/secrets_bundle.h"
 #include "engine/id_source.h"
+#include "events/digest.h"
 #include "events/kinds.h"
 #include "projections/queries.h"
 
@@ -349,7 +349,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
   uint64_t size = 0;     // bytes received
   uint64_t written = 0;  // bytes handed to the thread pool (the next write's offset)
   std::string head;      // first 512 bytes, for sniffing
-  EVP_MD_CTX* sha = nullptr;
+  std::unique_ptr<events::Sha256> sha;
   std::vector<char> fill;      // being filled on the loop thread
   std::vector<char> spare;     // empty, capacity kept
   std::vector<char> inflight;  // owned by the thread-pool job while `busy`
@@ -379,10 +379,6 @@ struct Upload : std::enable_shared_from_this<Upload> {
   };
   int pending_jobs = 0;  // pool jobs of the current buffer still running
   int write_err = 0;     // the first error among them
-
-  ~Upload() {
-    if (sha != nullptr) EVP_MD_CTX_free(sha);
-  }
 
   void discard() {
     if (fd >= 0) {
@@ -431,9 +427,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
     // slower of the two, not their sum.
     pending_jobs = 2;
     write_err = 0;
-    queue_io([](Io& io) {
-      EVP_DigestUpdate(io.up->sha, io.up->inflight.data(), io.up->inflight.size());
-    });
+    queue_io([](Io& io) { io.up->sha->update(io.up->inflight.data(), io.up->inflight.size()); });
     queue_io([](Io& io) {
       Upload* up = io.up;
       const char* p = up->inflight.data();
@@ -530,11 +524,9 @@ struct Upload : std::enable_shared_from_this<Upload> {
         [](uv_work_t* r) {
           auto* io = static_cast<Io*>(r->data);
           Upload* up = io->up;
-          unsigned char digest[EVP_MAX_MD_SIZE];
-          unsigned len = 0;
-          EVP_DigestFinal_ex(up->sha, digest, &len);
+          const events::Sha256Digest digest = up->sha->finish();
           static constexpr char kHex[] = "0123456789abcdef";
-          for (unsigned i = 0; i < len; ++i) {
+          for (size_t i = 0; i < digest.size(); ++i) {
             io->sha_hex += kHex[digest[i] >> 4];
             io->sha_hex += kHex[digest[i] & 15];
           }
@@ -689,8 +681,7 @@ void upload(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
   if (up->fd < 0) return (void)w.error(500, "failed to write artifact");
   up->fill.reserve(kUploadBuffer + kUploadSlack);
   up->spare.reserve(kUploadBuffer + kUploadSlack);
-  up->sha = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(up->sha, EVP_sha256(), nullptr);
+  up->sha = std::make_unique<events::Sha256>();
   up->self = up;
   // Weak references: discard() may free the upload while the server still holds these
   // callbacks (a disconnect runs the sink's on_error and then the disconnect callbacks).

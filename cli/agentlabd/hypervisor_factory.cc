@@ -1,5 +1,6 @@
 #include "cli/agentlabd/hypervisor_factory.h"
 
+#include "adapters/proxmox/curl_library.h"
 #include "adapters/proxmox/rest_hypervisor.h"
 #include "adapters/proxmox/shell_hypervisor.h"
 #include "adapters/sim/sim_hypervisor.h"
@@ -11,9 +12,12 @@ Result<std::unique_ptr<engine::Hypervisor>> make_hypervisor(uv_loop_t* loop,
   if (o.backend == "shell")
     return std::unique_ptr<engine::Hypervisor>(
         std::make_unique<proxmox::QmShellHypervisor>(loop, o.shell));
-  if (o.backend == "api")
+  if (o.backend == "api") {
+    // Refuse to start, naming the missing library, rather than fail every call later.
+    if (auto curl = proxmox::curl_library(); !curl) return std::unexpected(curl.error());
     return std::unique_ptr<engine::Hypervisor>(
         std::make_unique<proxmox::PveRestHypervisor>(loop, o.rest));
+  }
   if (o.backend == "sim") {
     sim::SimConfig cfg;
     cfg.state_dir = o.sim.state_dir.empty() ? o.state_dir + "/sim" : o.sim.state_dir;

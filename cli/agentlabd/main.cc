@@ -1,5 +1,6 @@
 // agentlabd: the agentlab daemon. Loads /etc/agentlab/config.yaml (or --config) and the
 // profiles directory, then runs until SIGTERM/SIGINT.
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -136,6 +137,10 @@ daemon::DaemonOptions build_options(const config::Config& c, const config::Profi
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A fixed mmap threshold: glibc's default raises it to the size of any large block freed
+  // (start-up frees a few of 1-2 MiB), after which LMDB's 3 MiB of per-environment tables and
+  // later large buffers come from the heap, where their pages stay resident after use.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   CLI::App app{
       "agentlabd — the agentlab daemon: an event-sourced control plane for AI coding agents "
       "in disposable Proxmox VMs"};

@@ -158,8 +158,10 @@ TEST_CASE("artifact retention removes a finished job's bundle, its file and reco
       "/v1/jobs/" + id + "/artifacts", [](const json& a) { return a["artifacts"].empty(); },
       std::chrono::seconds(20));
   REQUIRE_MESSAGE(gone.has_value(), d.log_text());
-  auto gc = d.get("/v1/events?kind=artifact.gc").json();
-  REQUIRE(gc["events"].size() == 1);
+  auto gc_reply = d.get("/v1/events?kind=artifact.gc");
+  auto gc = gc_reply.json();
+  REQUIRE_MESSAGE(gc_reply.status == 200, gc_reply.body);
+  REQUIRE_MESSAGE(gc["events"].size() == 1, gc_reply.body << "\n" << d.log_text());
   CHECK(gc["events"][0]["payload"]["reason"] == "retention: older than 2s");
   CHECK(gc["events"][0]["payload"]["name"] == "agentlab-artifacts.tar.gz");
   for (int i = 0; i < 100 && files_of_job() > 0; ++i)
