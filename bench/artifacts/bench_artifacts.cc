@@ -585,6 +585,13 @@ int main(int argc, char** argv) {
         static_cast<double>(growth_kib) / 1024, static_cast<double>(above_idle_kib) / 1024, reps);
     std::printf("SHA-256 alone, one core, this run: %.0f MB/s (the daemon hashes every body)\n",
                 sha_mbps);
+    if (sha_mbps > 0)
+      for (const auto& r : rows)
+        if (r.floor_mbps > sha_mbps)
+          std::printf(
+              "  %d MiB: the disk floor (%.0f MB/s) is faster than hashing alone, so no upload "
+              "that hashes its body can reach it; ours is %.2fx the hash-only time\n",
+              static_cast<int>(r.mib), r.floor_mbps, sha_mbps / r.ours_mbps);
     std::printf(
         "(MB/s = 10^6 bytes per second; disk floor = write + one fdatasync in the same "
         "directory, like dd conv=fdatasync)\n");
