@@ -204,7 +204,10 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
   ctx.schedule_admission = [&] { schedule_admission(); };
 
   ctx.reconcile = [&](bool apply, std::function<void(Result<json>)> done) {
-    hv->list_vms([&, apply, done](Result<std::vector<engine::VmInfo>> vms) {
+    // The VM list answers after the handler returned: carry the request's id to what it records.
+    hv->list_vms([&, apply, done, request_id = std::string(http::current_request_id())](
+                     Result<std::vector<engine::VmInfo>> vms) {
+      http::CurrentRequestScope scope(request_id);
       if (!vms) return done(std::unexpected(vms.error()));
       engine::Reconcile cmd{*vms};
       engine::DecideContext dctx{clock, ids, core.profiles(), core.config()};

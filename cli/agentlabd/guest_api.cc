@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <unordered_map>
@@ -325,17 +326,20 @@ std::string sniff_mime(std::string_view head) {
   return "text/plain; charset=utf-8";
 }
 
-// The body is gathered into large buffers on the loop thread; a full buffer is hashed and
-// written by one thread-pool job while the loop fills the other one, and the socket is paused
-// only while both are busy. So an upload holds two buffers of memory whatever its size, the
-// loop never waits on the disk, SHA-256 runs beside the socket reads, and the file is written
-// in few large pieces. One fsync at the end, also on the thread pool, makes it durable before
-// the artifact.upload event is recorded.
+// The body is gathered into 1 MiB buffers on the loop thread. Full buffers queue up in file
+// order and two chains of thread-pool jobs work through them independently, one job each at a
+// time: the hash chain feeds SHA-256 and the write chain pwrites at the buffer's offset. A buffer
+// is reused once both have passed it; the socket is paused only when all kUploadBuffers are taken.
+// So SHA-256, the slowest step, never waits for a write or for the loop to hand over a buffer (on
+// 2 cores it gets one to itself while the other receives and writes), an upload holds at most
+// kUploadBuffers buffers whatever its size, and the loop never waits on the disk. One fsync at the
+// end, also on the thread pool, makes the file durable before the artifact.upload event.
 constexpr size_t kUploadBuffer = 1 << 20;
 // A body chunk can arrive after the buffer filled and before the pause took effect (at most
 // what the connection holds unparsed: one socket read plus its input buffer); the reserve
 // takes it without reallocating.
 constexpr size_t kUploadSlack = 512 << 10;
+constexpr size_t kUploadBuffers = 4;
 
 struct Upload : std::enable_shared_from_this<Upload> {
   ApiContext* ctx = nullptr;
@@ -350,26 +354,33 @@ struct Upload : std::enable_shared_from_this<Upload> {
   uint64_t written = 0;  // bytes handed to the thread pool (the next write's offset)
   std::string head;      // first 512 bytes, for sniffing
   std::unique_ptr<events::Sha256> sha;
-  std::vector<char> fill;      // being filled on the loop thread
-  std::vector<char> spare;     // empty, capacity kept
-  std::vector<char> inflight;  // owned by the thread-pool job while `busy`
-  uint64_t inflight_offset = 0;
-  bool busy = false;    // a write or the final sync is on the thread pool
-  bool paused = false;  // we paused the body
+  struct Buffer {
+    std::vector<char> data;
+    uint64_t offset = 0;  // where it goes in the file
+    bool hashed = false, written = false;
+  };
+  std::unique_ptr<Buffer> fill;                // being filled on the loop thread
+  std::deque<std::unique_ptr<Buffer>> queued;  // full, in file order, until hashed and written
+  std::vector<std::unique_ptr<Buffer>> spare;  // empty, capacity kept
+  size_t buffers = 0;                          // allocated, wherever they are
+  bool hashing = false, writing = false;       // a chain's job is on the thread pool
+  int jobs = 0;                                // jobs on the thread pool (hash, write, final)
+  int io_err = 0;                              // the first failed write's errno
+  bool paused = false;                         // we paused the body
   bool body_done = false;
   bool failed = false;
   bool finishing = false;  // finish() runs once: resume_body() may deliver the end re-entrantly
   std::shared_ptr<Upload> self;
 
-  // One thread-pool job. The jobs of one buffer (a hash and a write, which only read
-  // `inflight`) all end before the next buffer's are queued, so `sha` is used by one thread at
-  // a time and the loop does not touch `inflight` meanwhile (uv_queue_work orders hand-offs).
+  // One thread-pool job. A hash or write job only reads its buffer, which the loop leaves alone
+  // until both chains have passed it; one hash job at a time uses `sha`, in file order.
   struct Io {
     uv_work_t req{};
     Upload* up = nullptr;
-    void (*work)(Io&) = nullptr;
-    int err = 0;       // errno of a failed write, sync or rename
-    std::string what;  // the step that failed
+    Buffer* buf = nullptr;
+    bool hash = false;  // a hash-chain job, else a write-chain one
+    int err = 0;        // errno of a failed write, sync or rename
+    std::string what;   // the step that failed
     // The final job's input and results.
     std::string sha_hex;
     std::string root;  // artifact_dir
@@ -377,8 +388,6 @@ struct Upload : std::enable_shared_from_this<Upload> {
     std::string stored, target;
     fs::path synced_up_to;
   };
-  int pending_jobs = 0;  // pool jobs of the current buffer still running
-  int write_err = 0;     // the first error among them
 
   void discard() {
     if (fd >= 0) {
@@ -398,89 +407,120 @@ struct Upload : std::enable_shared_from_this<Upload> {
   void fail_with(int status, const std::string& message) {
     failed = true;
     writer.error(status, message);
-    if (!busy) discard();
+    if (jobs == 0) discard();
   }
 
   void on_data(std::string_view chunk) {
     if (failed) return;
     if (head.size() < 512) head.append(chunk.substr(0, 512 - head.size()));
     size += chunk.size();
-    fill.insert(fill.end(), chunk.begin(), chunk.end());
-    if (fill.size() < kUploadBuffer) return;
-    if (!busy) return start_write();
-    if (!paused) {
-      // Backpressure: both buffers are taken; no more body is read until the disk caught up.
-      paused = true;
-      writer.pause_body();
+    if (!fill) fill = take_buffer();
+    fill->data.insert(fill->data.end(), chunk.begin(), chunk.end());
+    if (fill->data.size() >= kUploadBuffer) queue_fill();
+  }
+
+  // A buffer for `fill`: a spare one, a new one while under the limit, else nullptr.
+  std::unique_ptr<Buffer> take_buffer() {
+    if (!spare.empty()) {
+      auto b = std::move(spare.back());
+      spare.pop_back();
+      return b;
+    }
+    ++buffers;
+    auto b = std::make_unique<Buffer>();
+    b->data.reserve(kUploadBuffer + kUploadSlack);
+    return b;
+  }
+
+  // Queues the full (or, at the end of the body, last) `fill` and takes the next one; when every
+  // buffer is taken, pauses the body instead and `fill` takes the slack until one frees up.
+  void queue_fill() {
+    if (!body_done && spare.empty() && buffers >= kUploadBuffers) {
+      if (!paused) {
+        paused = true;
+        writer.pause_body();
+      }
+      return;
+    }
+    fill->offset = written;
+    written += fill->data.size();
+    queued.push_back(std::move(fill));
+    if (!body_done) fill = take_buffer();
+    pump();
+  }
+
+  // Starts the next job of each idle chain.
+  void pump() {
+    for (auto& b : queued) {
+      if (hashing) break;
+      if (!b->hashed) start_job(b.get(), true);
+    }
+    for (auto& b : queued) {
+      if (writing) break;
+      if (!b->written) start_job(b.get(), false);
     }
   }
 
-  // Hands `fill` to the thread pool: hash it, then write it at its offset.
-  void start_write() {
-    busy = true;
-    inflight = std::move(fill);
-    fill = std::move(spare);
-    fill.clear();
-    inflight_offset = written;
-    written += inflight.size();
-    // Hashing and writing read the same buffer on two pool threads at once: a buffer costs the
-    // slower of the two, not their sum.
-    pending_jobs = 2;
-    write_err = 0;
-    queue_io([](Io& io) { io.up->sha->update(io.up->inflight.data(), io.up->inflight.size()); });
-    queue_io([](Io& io) {
-      Upload* up = io.up;
-      const char* p = up->inflight.data();
-      size_t left = up->inflight.size();
-      auto at = static_cast<off_t>(up->inflight_offset);
-      while (left > 0) {
-        ssize_t n = ::pwrite(up->fd, p, left, at);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          io.err = n < 0 ? errno : EIO;
-          return;
-        }
-        p += n;
-        left -= static_cast<size_t>(n);
-        at += n;
-      }
-    });
-  }
-
-  void queue_io(void (*work)(Io&)) {
+  void start_job(Buffer* b, bool hash) {
+    (hash ? hashing : writing) = true;
+    ++jobs;
     auto* io = new Io;
     io->up = this;
-    io->work = work;
+    io->buf = b;
+    io->hash = hash;
     io->req.data = io;
     uv_queue_work(
         ctx->loop, &io->req,
         [](uv_work_t* r) {
           auto* io = static_cast<Io*>(r->data);
-          io->work(*io);
+          const std::vector<char>& d = io->buf->data;
+          if (io->hash) return io->up->sha->update(d.data(), d.size());
+          const char* p = d.data();
+          size_t left = d.size();
+          auto at = static_cast<off_t>(io->buf->offset);
+          while (left > 0) {
+            ssize_t n = ::pwrite(io->up->fd, p, left, at);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) {
+              io->err = n < 0 ? errno : EIO;
+              return;
+            }
+            p += n;
+            left -= static_cast<size_t>(n);
+            at += n;
+          }
         },
         [](uv_work_t* r, int) {
           std::unique_ptr<Io> io(static_cast<Io*>(r->data));
-          Upload* up = io->up;
-          if (io->err != 0 && up->write_err == 0) up->write_err = io->err;
-          if (--up->pending_jobs == 0) up->write_done(up->write_err);
+          io->up->job_done(*io);
         });
   }
 
-  void write_done(int err) {
-    busy = false;
-    spare = std::move(inflight);
-    spare.clear();
-    if (failed) return discard();  // the client went away (or was refused) meanwhile
-    if (err != 0) {
-      log_io_error("artifact write", err);
+  void job_done(const Io& io) {
+    --jobs;
+    (io.hash ? hashing : writing) = false;
+    (io.hash ? io.buf->hashed : io.buf->written) = true;
+    if (io.err != 0 && io_err == 0) io_err = io.err;
+    while (!queued.empty() && queued.front()->hashed && queued.front()->written) {
+      auto b = std::move(queued.front());
+      queued.pop_front();
+      b->data.clear();
+      b->hashed = b->written = false;
+      spare.push_back(std::move(b));
+    }
+    if (failed) {  // the client went away (or was refused) meanwhile
+      if (jobs == 0) discard();
+      return;
+    }
+    if (io_err != 0) {
+      if (jobs > 0) return;  // discard() must wait for the other chain's job
+      log_io_error("artifact write", io_err);
       return fail_with(500, "failed to write artifact");
     }
-    if (fill.size() >= kUploadBuffer || (body_done && !fill.empty())) {
-      start_write();
-    } else if (body_done) {
-      return finish();
-    }
-    if (paused && fill.size() < kUploadBuffer) {
+    if (fill && fill->data.size() >= kUploadBuffer) queue_fill();
+    pump();
+    if (body_done && queued.empty() && jobs == 0 && (!fill || fill->data.empty())) return finish();
+    if (paused && (!fill || fill->data.size() < kUploadBuffer)) {
       paused = false;
       writer.resume_body();  // may deliver more body, or its end, before it returns
     }
@@ -488,15 +528,15 @@ struct Upload : std::enable_shared_from_this<Upload> {
 
   void on_end() {
     body_done = true;
-    if (failed || busy) return;  // write_done() goes on from here
-    if (!fill.empty()) return start_write();
-    finish();
+    if (failed) return;
+    if (fill && !fill->data.empty()) queue_fill();
+    if (queued.empty() && jobs == 0) finish();  // else job_done() goes on from here
   }
 
   void on_error(const Error&) {
     // Client gone mid-body, or over the limit (the server already answered 413): keep nothing.
     failed = true;
-    if (!busy) discard();
+    if (jobs == 0) discard();
   }
 
   // Every byte is written. On the thread pool: make the file durable, move it to its place and
@@ -505,7 +545,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
     if (finishing) return;
     finishing = true;
     if (size == 0) return fail_with(400, "artifact body is empty");
-    busy = true;
+    ++jobs;
     auto* io = new Io;
     io->up = this;
     io->req.data = io;
@@ -593,7 +633,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
   }
 
   void placed(const Io& io) {
-    busy = false;
+    --jobs;
     if (failed) {
       // Refused meanwhile: keep nothing.
       std::error_code ec;
@@ -679,8 +719,6 @@ void upload(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
                       nullptr);
   uv_fs_req_cleanup(&r);
   if (up->fd < 0) return (void)w.error(500, "failed to write artifact");
-  up->fill.reserve(kUploadBuffer + kUploadSlack);
-  up->spare.reserve(kUploadBuffer + kUploadSlack);
   up->sha = std::make_unique<events::Sha256>();
   up->self = up;
   // Weak references: discard() may free the upload while the server still holds these

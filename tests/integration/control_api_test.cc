@@ -804,7 +804,7 @@ TEST_CASE("reconcile: dry run reports drift without recording it, apply records 
   CHECK(events_of(d, "reconcile.drift").empty());
   CHECK(d.post("/v1/sandboxes/reconcile", R"({"apply":"yes"})").status == 400);
 
-  auto applied = d.post("/v1/sandboxes/reconcile", R"({"apply":true})");
+  auto applied = d.post("/v1/sandboxes/reconcile", R"({"apply":true})", {"X-Request-Id: rec-1"});
   REQUIRE(applied.status == 200);
   CHECK(applied.json()["applied"] == true);
   CHECK(applied.json()["drift"].size() == 1);
@@ -813,6 +813,9 @@ TEST_CASE("reconcile: dry run reports drift without recording it, apply records 
   auto drift = events_of(d, "reconcile.drift");
   REQUIRE(drift.size() == 1);
   CHECK(drift[0]["sandbox_vmid"] == gone);
+  // The events the request recorded carry its id, though they are decided after the VM list
+  // call returns (outside the handler).
+  CHECK(drift[0]["request_id"] == "rec-1");
   CHECK(events_of(d, "reconcile.orphan").size() == 1);
   // Recorded orphans are not reported again; the drift is resolved.
   auto after = d.post("/v1/sandboxes/reconcile", "").json();
