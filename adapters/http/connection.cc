@@ -292,7 +292,15 @@ void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   if (c->closed_) return;
   if (nread > 0) {
     if (c->lingering_) return;  // draining after an early response: input is discarded
-    c->inbuf_.append(buf->base, static_cast<size_t>(nread));
+    if (c->in_off_ >= c->inbuf_.size() && !c->in_process_) {
+      c->inbuf_.clear();
+      c->in_off_ = 0;
+      c->fresh_ = buf->base;
+      c->fresh_len_ = static_cast<size_t>(nread);
+      c->fresh_off_ = 0;
+    } else {
+      c->inbuf_.append(buf->base, static_cast<size_t>(nread));
+    }
     c->process();
   } else if (nread == UV_EOF) {
     c->peer_eof_ = true;
@@ -323,10 +331,14 @@ bool Connection::parse_blocked() const {
 void Connection::process() {
   if (closed_ || in_process_) return;
   in_process_ = true;
-  while (!closed_ && !lingering_ && !parse_blocked() && in_off_ < inbuf_.size()) {
-    size_t n =
-        http_parser_execute(&parser_, &kSettings, inbuf_.data() + in_off_, inbuf_.size() - in_off_);
-    in_off_ += n;
+  for (;;) {
+    const bool from_fresh = fresh_off_ < fresh_len_;
+    const char* base = from_fresh ? fresh_ : inbuf_.data();
+    const size_t len = from_fresh ? fresh_len_ : inbuf_.size();
+    size_t& off = from_fresh ? fresh_off_ : in_off_;
+    if (closed_ || lingering_ || parse_blocked() || off >= len) break;
+    size_t n = http_parser_execute(&parser_, &kSettings, base + off, len - off);
+    off += n;
     auto err = static_cast<http_errno>(parser_.http_errno);
     if (err == HPE_PAUSED) {
       http_parser_pause(&parser_, 0);
@@ -374,6 +386,13 @@ void Connection::process() {
     }
   }
   in_process_ = false;
+  if (fresh_len_ > 0) {
+    // The read buffer is reused by the next read on this thread: keep what was not parsed.
+    if (!closed_ && fresh_off_ < fresh_len_)
+      inbuf_.append(fresh_ + fresh_off_, fresh_len_ - fresh_off_);
+    fresh_ = nullptr;
+    fresh_len_ = fresh_off_ = 0;
+  }
   if (closed_) return;
   if (in_off_ > 0 && (in_off_ >= inbuf_.size() || in_off_ >= kMaxBufferedInput)) {
     inbuf_.erase(0, in_off_);

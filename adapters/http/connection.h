@@ -156,8 +156,12 @@ class Connection {
   TimerMode timer_mode_ = TimerMode::none;
 
   http_parser parser_;
-  std::string inbuf_;
+  std::string inbuf_;  // input not parsed yet (a request waiting for its handler, a paused body)
   size_t in_off_ = 0;
+  // A socket read parsed where it landed (the shared read buffer) when nothing older is pending:
+  // body bytes then reach the handler with no copy; only what is left unparsed is kept in inbuf_.
+  const char* fresh_ = nullptr;
+  size_t fresh_len_ = 0, fresh_off_ = 0;
   Pending pending_ = Pending::none;
   bool parse_error_set_ = false;  // we aborted the parser on purpose (too large)
   int parse_error_status_ = 0;
