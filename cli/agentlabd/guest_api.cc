@@ -489,6 +489,11 @@ struct Upload : std::enable_shared_from_this<Upload> {
             left -= static_cast<size_t>(n);
             at += n;
           }
+          // Start writing this piece to the disk now rather than leave the whole body to the
+          // final fsync: the device works while later pieces arrive and are hashed, and the
+          // fsync at the end only waits for the tail. (Failures surface at that fsync.)
+          ::sync_file_range(io->up->fd, static_cast<off_t>(io->buf->offset),
+                            static_cast<off_t>(d.size()), SYNC_FILE_RANGE_WRITE);
         },
         [](uv_work_t* r, int) {
           std::unique_ptr<Io> io(static_cast<Io*>(r->data));
