@@ -282,13 +282,29 @@ void Connection::update_reading() {
   }
 }
 
-void Connection::on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+void Connection::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(h->data);
+  // A streamed body may take the read into its own memory (see BodySink::read_target).
+  Exchange* ex = c->cur_;
+  if (ex != nullptr && ex->reading && !ex->body_paused && ex->sink.read_target &&
+      c->req_state_ == ReqState::body && c->in_off_ >= c->inbuf_.size() && !c->in_process_ &&
+      !c->discard_body_) {
+    BodySink::ReadTarget t = ex->sink.read_target();
+    if (t.memory.size() >= 64 * 1024) {
+      c->read_owner_ = std::move(t.owner);
+      buf->base = t.memory.data();
+      buf->len = t.memory.size();
+      return;
+    }
+  }
   buf->base = read_buffer();
   buf->len = kReadBufferSize;
 }
 
 void Connection::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(reinterpret_cast<uv_handle_t*>(s)->data);
+  // Keeps a body's read target alive until this read is parsed (dropped on every path out).
+  std::shared_ptr<void> owner = std::move(c->read_owner_);
   if (c->closed_) return;
   if (nread > 0) {
     if (c->lingering_) return;  // draining after an early response: input is discarded

@@ -162,6 +162,7 @@ class Connection {
   // body bytes then reach the handler with no copy; only what is left unparsed is kept in inbuf_.
   const char* fresh_ = nullptr;
   size_t fresh_len_ = 0, fresh_off_ = 0;
+  std::shared_ptr<void> read_owner_;  // the body sink's read target, from alloc to read
   Pending pending_ = Pending::none;
   bool parse_error_set_ = false;  // we aborted the parser on purpose (too large)
   int parse_error_status_ = 0;

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -38,6 +39,18 @@ struct BodySink {
   // was malformed (ErrorCode::invalid_argument: a 400 has been sent). After on_error the
   // exchange is over; responding is a no-op.
   std::function<void(const Error&)> on_error;
+
+  // Optional: memory the next socket read may land in, so the body needs no copy. Asked before
+  // a read while this body is being received and nothing older is waiting to be parsed; a span
+  // under 64 KiB is declined. When the read lands there, body bytes come out of the parser in
+  // place: on_data's view then starts exactly where the span did (for a plain, not chunked,
+  // body). `owner` is held until the read is fully parsed, so the memory outlives it even if
+  // the handler gives up meanwhile.
+  struct ReadTarget {
+    std::span<char> memory;
+    std::shared_ptr<void> owner;
+  };
+  std::function<ReadTarget()> read_target;
 };
 
 // The answering half of one request/response exchange.
