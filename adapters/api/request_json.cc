@@ -77,10 +77,11 @@ Result<JsonBody> JsonBody::parse(std::string_view body, std::span<const FieldSpe
     doc = json::parse(body);
   } catch (const json::parse_error& e) {
     std::string what = e.what();
-    if (what.find("expected end of input") != std::string::npos)
-      return fail(ErrorCode::invalid_argument, "unexpected trailing data");
+    // Truncated input first: "unexpected end of input" contains "expected end of input".
     if (what.find("unexpected end of input") != std::string::npos)
       return fail(ErrorCode::invalid_argument, "unexpected EOF");
+    if (what.find("; expected end of input") != std::string::npos)
+      return fail(ErrorCode::invalid_argument, "unexpected trailing data");
     return fail(ErrorCode::invalid_argument,
                 "invalid JSON body: " + what.substr(what.find(':') + 2));
   }

@@ -59,29 +59,4 @@ std::string error_body(std::string_view message) {
   return compact(j);
 }
 
-agentlab::Result<nlohmann::json> parse_json_body(std::string_view body) {
-  size_t i = 0;
-  while (i < body.size() &&
-         (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r')) {
-    ++i;
-  }
-  if (i == body.size()) return agentlab::fail(agentlab::ErrorCode::invalid_argument, "EOF");
-  try {
-    return nlohmann::json::parse(body.begin(), body.end());
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string what = e.what();
-    // nlohmann reports a complete first value followed by more input as "expected end of input".
-    if (what.find("; expected end of input") != std::string::npos) {
-      return agentlab::fail(agentlab::ErrorCode::invalid_argument, "unexpected trailing data");
-    }
-    // Drop the "[json.exception.parse_error.101] " prefix: it means nothing to an API client.
-    size_t close = what.find("] ");
-    if (close != std::string::npos) what = what.substr(close + 2);
-    return agentlab::fail(agentlab::ErrorCode::invalid_argument, "invalid JSON: " + what);
-  } catch (const std::exception& e) {
-    return agentlab::fail(agentlab::ErrorCode::invalid_argument,
-                          std::string("invalid JSON: ") + e.what());
-  }
-}
-
 }  // namespace agentlab::http

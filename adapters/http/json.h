@@ -23,13 +23,6 @@ std::string json_body(const nlohmann::ordered_json& value);
 // The error envelope `{"error":"<message>"}` with no trailing newline.
 std::string error_body(std::string_view message);
 
-// Decodes a JSON request body with the messages of interfaces.md §0.4 where they are not
-// Go-specific (ErrorCode::invalid_argument): an empty or blank body → "EOF"; a second value or
-// other data after the first → "unexpected trailing data"; anything else unparsable →
-// "invalid JSON: <where and what>". Never throws. (Unknown keys and types are the route's to
-// check: it knows its fields.)
-agentlab::Result<nlohmann::json> parse_json_body(std::string_view body);
-
 inline constexpr std::string_view kJsonContentType = "application/json";
 inline constexpr std::string_view kTextContentType = "text/plain; charset=utf-8";
 

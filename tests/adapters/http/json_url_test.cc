@@ -46,18 +46,3 @@ TEST_CASE("url: percent decoding, query parsing, host:port splitting") {
   CHECK_FALSE(split_host_port("::1:80", &err));
   CHECK(err == "address ::1:80: too many colons in address");
 }
-
-TEST_CASE("parse_json_body: EOF, trailing data, syntax errors; never throws") {
-  auto ok = parse_json_body(" {\"repo_url\":\"x\",\"n\":[1,2]} \n");
-  REQUIRE(ok);
-  CHECK((*ok)["repo_url"] == "x");
-  CHECK(parse_json_body("").error().message == "EOF");
-  CHECK(parse_json_body(" \n\t").error().message == "EOF");
-  CHECK(parse_json_body("{}{}").error().message == "unexpected trailing data");
-  CHECK(parse_json_body("{} x").error().message == "unexpected trailing data");
-  auto bad = parse_json_body("{\"a\":");
-  REQUIRE_FALSE(bad);
-  CHECK(bad.error().code == agentlab::ErrorCode::invalid_argument);
-  CHECK(bad.error().message.rfind("invalid JSON: ", 0) == 0);
-  CHECK(parse_json_body("null").value().is_null());
-}
