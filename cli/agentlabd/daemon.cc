@@ -141,6 +141,15 @@ int run_daemon(DaemonOptions o, std::function<void()> ready) {
     return engine::default_snippet(s);
   };
   runner_opts.agent_cidr_prefix = o.agent_cidr_prefix;
+  if (o.backend == "sim" && o.sim.time_scale > 0 && o.sim.time_scale < 1) {
+    // The simulated guest agent answers on the simulator's clock, so poll for its address on
+    // that clock too (a job whose guest never reports one would otherwise wait the real ~4 min).
+    auto scaled = [&](int64_t ns, int64_t at_least) {
+      return std::max(at_least, static_cast<int64_t>(static_cast<double>(ns) * o.sim.time_scale));
+    };
+    runner_opts.guest_ip_first_delay_ns = scaled(runner_opts.guest_ip_first_delay_ns, 5'000'000);
+    runner_opts.guest_ip_max_delay_ns = scaled(runner_opts.guest_ip_max_delay_ns, 20'000'000);
+  }
   runner_opts.delete_artifact = [&loop,
                                  dir = o.api.artifact_dir](const engine::DeleteArtifactFile& a) {
     unlink_artifact(&loop, dir, a.stored_path);

@@ -115,6 +115,11 @@ int cmd_ssh(Ctx& ctx, const Options& o) {
   if (!sandbox) return ctx.request_error(sandbox.error());
   const std::string ip = field_text(*sandbox, "ip");
   const std::string id = std::to_string(*vmid);
+  // The record keeps a destroyed VM's last address; an ssh command for it would only hang.
+  if (field_text(*sandbox, "state") == "DESTROYED")
+    return ctx.request_error(
+        Error(ErrorCode::unavailable,
+              "sandbox " + id + " is DESTROYED: its VM is gone, nothing to " + "ssh to"));
   if (ip.empty())
     return ctx.request_error(
         Error(ErrorCode::unavailable,

@@ -482,7 +482,7 @@ TEST_CASE("job run --wait to COMPLETED, then every read command on its results")
   // A destroyed sandbox has no address to ssh to (a running one: see the sandbox test below).
   CtlRun ssh = ctl(d, {"ssh", vmid});
   CHECK(ssh.code == 1);
-  CHECK(has(ssh.err, "sandbox " + vmid + " has no IP yet (state DESTROYED)"));
+  CHECK(has(ssh.err, "sandbox " + vmid + " is DESTROYED: its VM is gone, nothing to ssh to"));
 
   // The event log: filters, text and JSON.
   CtlRun evs = ctl(d, {"events", "--job", id});
