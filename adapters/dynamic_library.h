@@ -3,6 +3,7 @@
 // they would be mapped, relocated and partly resident in every daemon from the start.
 #pragma once
 
+#include <mutex>
 #include <string>
 
 #include "events/error.h"
@@ -33,5 +34,15 @@ class DynamicLibrary {
   std::string soname_;
   std::string missing_;
 };
+
+// Runs `load` once per table type T per process (thread-safe) and returns its result, the
+// table or the same error, to every caller.
+template <typename T>
+Result<const T*> load_once(Result<const T*> (*load)()) {
+  static std::once_flag once;
+  static Result<const T*> loaded = fail(ErrorCode::internal, "not loaded");
+  std::call_once(once, [load] { loaded = load(); });
+  return loaded;
+}
 
 }  // namespace agentlab

@@ -1,7 +1,5 @@
 #include "adapters/guest/libcrypto.h"
 
-#include <mutex>
-
 #include "adapters/dynamic_library.h"
 
 namespace agentlab::guest {
@@ -42,10 +40,7 @@ Result<const LibCrypto*> load() {
 }  // namespace
 
 Result<const LibCrypto*> libcrypto() {
-  static std::once_flag once;
-  static Result<const LibCrypto*> loaded = fail(ErrorCode::internal, "not loaded");
-  std::call_once(once, [] { loaded = load(); });
-  return loaded;
+  return load_once(&load);
 }
 
 }  // namespace agentlab::guest

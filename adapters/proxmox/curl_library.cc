@@ -1,6 +1,5 @@
 #include "adapters/proxmox/curl_library.h"
 
-#include <mutex>
 #include <string>
 
 #include "adapters/dynamic_library.h"
@@ -42,10 +41,7 @@ Result<const CurlLibrary*> load() {
 }  // namespace
 
 Result<const CurlLibrary*> curl_library() {
-  static std::once_flag once;
-  static Result<const CurlLibrary*> loaded = fail(ErrorCode::internal, "not loaded");
-  std::call_once(once, [] { loaded = load(); });
-  return loaded;
+  return load_once(&load);
 }
 
 }  // namespace agentlab::proxmox

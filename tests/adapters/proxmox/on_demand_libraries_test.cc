@@ -66,3 +66,23 @@ TEST_CASE("libcrypto loads on demand and works") {
   CHECK(mac[1] == 0xbc);
   CHECK(mac[31] == 0xd8);
 }
+
+namespace {
+struct Table {
+  int value;
+};
+int loads = 0;
+agentlab::Result<const Table*> count_load() {
+  ++loads;
+  return agentlab::fail(ErrorCode::unavailable, "no such library");
+}
+}  // namespace
+
+TEST_CASE("load_once runs the loader once and repeats its answer, errors included") {
+  auto first = agentlab::load_once<Table>(&count_load);
+  auto second = agentlab::load_once<Table>(&count_load);
+  CHECK(loads == 1);
+  REQUIRE_FALSE(first);
+  REQUIRE_FALSE(second);
+  CHECK(second.error().message == "no such library");
+}
