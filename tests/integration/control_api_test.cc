@@ -30,17 +30,6 @@ namespace {
 constexpr const char* kJob =
     R"({"repo_url":"https://example.invalid/r.git","profile":"demo","task":"t"})";
 
-bool is_final(const json& job) {
-  std::string s = job.value("status", "");
-  return s == "COMPLETED" || s == "FAILED" || s == "TIMEOUT";
-}
-
-std::string make_repo(const Daemon& d) {
-  std::string repo = d.dir() + "/repo";
-  REQUIRE(make_git_repo(repo));
-  return repo;
-}
-
 // The daemon's pid, from its daemon.started event (the harness keeps its own pid private).
 pid_t daemon_pid(const Daemon& d) {
   auto ev = d.get("/v1/events?kind=daemon.started&limit=1000").json();

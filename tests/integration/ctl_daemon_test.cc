@@ -215,10 +215,8 @@ std::vector<std::vector<std::string>> rows(const std::string& table) {
   return out;
 }
 
-std::string make_repo(const Daemon& d) {
-  const std::string repo = d.dir() + "/repo";
-  REQUIRE(make_git_repo(repo));
-  return "file://" + repo;
+std::string make_repo_url(const Daemon& d) {
+  return "file://" + make_repo(d);
 }
 
 // `job run --wait` for `task`; returns the run and the job id from its "Job ID:" line.
@@ -332,7 +330,7 @@ TEST_CASE("usage errors exit 2, request errors exit 1, flags anywhere") {
 TEST_CASE("job run --wait to COMPLETED, then every read command on its results") {
   Daemon d;
   REQUIRE(d.start());
-  const std::string repo = make_repo(d);
+  const std::string repo = make_repo_url(d);
   auto [run, id] = run_and_wait(d, repo, "write a note");
   REQUIRE_MESSAGE(run.code == 0, run.out << run.err << d.log_text());
   CHECK(run.err.empty());
@@ -686,8 +684,8 @@ TEST_CASE("job run --wait on a terminal redraws a progress block") {
   Daemon d;
   REQUIRE(d.start());
   CtlRun r = ctl_tty(d.socket(),
-                     {"job", "run", "--repo", make_repo(d), "--task", "write a note", "--profile",
-                      "demo", "--wait"},
+                     {"job", "run", "--repo", make_repo_url(d), "--task", "write a note",
+                      "--profile", "demo", "--wait"},
                      std::chrono::seconds(120));
   REQUIRE_MESSAGE(r.code == 0, r.out);
   const std::string id = field(r.out, "Job ID");
@@ -705,7 +703,7 @@ TEST_CASE("job run --wait on a terminal redraws a progress block") {
 TEST_CASE("job run --wait on a failing agent exits 1 with the reason") {
   Daemon d;
   REQUIRE(d.start());
-  auto [run, id] = run_and_wait(d, make_repo(d), "please [fail]");
+  auto [run, id] = run_and_wait(d, make_repo_url(d), "please [fail]");
   CHECK_MESSAGE(run.code == 1, run.out << run.err);
   REQUIRE(id.size() == 20);
   CHECK(std::regex_search(
@@ -725,7 +723,7 @@ TEST_CASE("job run --wait on a job whose provisioning times out: exit 1, no arti
   spec.extra_config = "provisioning_timeout: 1s";
   Daemon d(spec);
   REQUIRE(d.start());
-  auto [run, id] = run_and_wait(d, make_repo(d), "never runs");
+  auto [run, id] = run_and_wait(d, make_repo_url(d), "never runs");
   CHECK_MESSAGE(run.code == 1, run.out << run.err);
   REQUIRE(id.size() == 20);
   CHECK(std::regex_search(
@@ -739,7 +737,7 @@ TEST_CASE("job run --wait on a hanging agent exits 1 with TIMEOUT") {
   spec.env = {"AGENTLAB_RUNNER_TIMEOUT_SECONDS=2", "AGENTLAB_KILL_GRACE_SECONDS=1"};
   Daemon d(spec);
   REQUIRE(d.start());
-  auto [run, id] = run_and_wait(d, make_repo(d), "wait [hang]", {"--json"});
+  auto [run, id] = run_and_wait(d, make_repo_url(d), "wait [hang]", {"--json"});
   CHECK_MESSAGE(run.code == 1, run.out << run.err);
   // --json: only the final job object, no progress lines.
   json job = parse(run.out);
@@ -754,7 +752,7 @@ TEST_CASE("job run --wait on a hanging agent exits 1 with TIMEOUT") {
 TEST_CASE("sandbox and workspace commands on the daemon") {
   Daemon d;
   REQUIRE(d.start());
-  auto [run, id] = run_and_wait(d, make_repo(d), "write a note");
+  auto [run, id] = run_and_wait(d, make_repo_url(d), "write a note");
   REQUIRE_MESSAGE(run.code == 0, run.out << run.err);
 
   // sandbox new --job only records a sandbox for an existing job (no provisioning), so it

@@ -19,17 +19,6 @@ std::string job_body(const std::string& repo, const std::string& task) {
   return json{{"repo_url", "file://" + repo}, {"profile", "demo"}, {"task", task}}.dump();
 }
 
-bool is_final(const json& job) {
-  std::string s = job.value("status", "");
-  return s == "COMPLETED" || s == "FAILED" || s == "TIMEOUT";
-}
-
-std::string make_repo(const Daemon& d) {
-  std::string repo = d.dir() + "/repo";
-  REQUIRE(make_git_repo(repo));
-  return repo;
-}
-
 // Starts `d`, runs a job on a fresh demo repo and returns the job once it is final.
 json job_to_end(Daemon& d, const std::string& task,
                 std::chrono::seconds timeout = std::chrono::seconds(60)) {

@@ -142,12 +142,6 @@ HttpResult report(const Daemon& d, const std::string& token, const std::string& 
   return http_request("", "POST", d.bootstrap_url() + "/v1/runner/report", body.dump(), headers);
 }
 
-std::string make_repo(const Daemon& d) {
-  std::string repo = d.dir() + "/repo";
-  REQUIRE(make_git_repo(repo));
-  return repo;
-}
-
 DaemonSpec no_runner(const std::string& extra = "") {
   DaemonSpec spec;
   spec.with_runner = false;  // the test plays the guest

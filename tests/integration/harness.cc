@@ -1,6 +1,7 @@
 #include "tests/integration/harness.h"
 
 #include <curl/curl.h>
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -235,6 +236,17 @@ std::string Daemon::artifact_url() const {
   auto j = get("/v1/status").json();
   if (j.is_discarded() || !j.contains("listeners")) return {};
   return "http://" + j["listeners"].value("artifact", std::string());
+}
+
+std::string make_repo(const Daemon& d) {
+  std::string repo = d.dir() + "/repo";
+  REQUIRE(make_git_repo(repo));
+  return repo;
+}
+
+bool is_final(const nlohmann::json& job) {
+  std::string s = job.value("status", "");
+  return s == "COMPLETED" || s == "FAILED" || s == "TIMEOUT";
 }
 
 }  // namespace agentlab::testing

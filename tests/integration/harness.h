@@ -86,4 +86,10 @@ std::string build_path(const std::string& relative);
 // Makes a git repo with one commit in `dir` (git must be installed).
 bool make_git_repo(const std::string& dir);
 
+// make_git_repo() in <daemon dir>/repo; returns that path. Fails the running test when git cannot.
+std::string make_repo(const Daemon& d);
+
+// A job whose status is COMPLETED, FAILED or TIMEOUT.
+bool is_final(const nlohmann::json& job);
+
 }  // namespace agentlab::testing
