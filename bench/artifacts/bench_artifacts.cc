@@ -23,7 +23,6 @@
 #include <openssl/evp.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +42,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "bench/common/fs_type.h"
 
 #ifndef AGENTLABD_PATH
 #define AGENTLABD_PATH "agentlabd"
@@ -439,30 +440,6 @@ UploadResult upload(const Daemon& d, const GuestSession& g, const std::vector<ch
   return res;
 }
 
-std::string fs_type(const std::string& dir) {
-  struct statfs sf {};
-  if (::statfs(dir.c_str(), &sf) != 0) return "?";
-  switch (static_cast<unsigned long>(sf.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x01021994:
-      return "tmpfs";
-    case 0x2FC12FC1:
-      return "zfs";
-    case 0x794c7630:
-      return "overlayfs";
-    default: {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(sf.f_type));
-      return buf;
-    }
-  }
-}
-
 struct SizeRow {
   uint64_t mib;
   double seed_mbps;
@@ -527,8 +504,8 @@ int main(int argc, char** argv) {
     std::printf(
         "bench-artifacts%s: dir %s (%s), agentlabd pid %d, job %s vmid %d, %d reps, "
         "medians\n\n",
-        quick ? " --quick" : "", dir.c_str(), fs_type(art_dir).c_str(), static_cast<int>(d.pid()),
-        g.job_id.c_str(), g.vmid, reps);
+        quick ? " --quick" : "", dir.c_str(), agentlab::bench::fs_type(art_dir).c_str(),
+        static_cast<int>(d.pid()), g.job_id.c_str(), g.vmid, reps);
 
     std::vector<char> pattern = make_pattern();
     std::vector<SizeRow> rows = {{1, 2.0}, {10, 5.0}, {100, 6.7}, {256, 6.4}};

@@ -9,7 +9,6 @@
 #include <lmdb.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +26,8 @@
 
 #include "events/event.h"
 #include "events/log.h"
+
+#include "bench/common/fs_type.h"
 
 namespace {
 
@@ -433,28 +434,6 @@ double sqlite_bytes_per_event(const std::string& dir, uint64_t events) {
 
 // ---------------------------------------------------------------------------------------------
 
-std::string fs_type(const std::string& dir) {
-  struct statfs sf {};
-  if (::statfs(dir.c_str(), &sf) != 0) return "?";
-  switch (sf.f_type) {
-    case 0xEF53:
-      return "ext2/3/4";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x01021994:
-      return "tmpfs (no real fsync: numbers are not durable-disk numbers)";
-    case 0x794c7630:
-      return "overlayfs";
-    default: {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(sf.f_type));
-      return buf;
-    }
-  }
-}
-
 const char* verdict(bool ok) {
   return ok ? "MET" : "MISSED";
 }
@@ -498,7 +477,7 @@ int main(int argc, char** argv) {
   const uint64_t size_n = quick ? 5000 : 50000;
 
   std::printf("bench-log%s: dir %s (%s), %d round%s\n\n", quick ? " --quick" : "", dir.c_str(),
-              fs_type(dir).c_str(), rounds, rounds == 1 ? "" : "s");
+              agentlab::bench::fs_type(dir).c_str(), rounds, rounds == 1 ? "" : "s");
   Result floor_ow, floor_ap, a1, a1_nosync, a16, a256, conc, conc256, s1, s256;
   int sync_mode = -1;
   for (int r = 0; r < rounds; ++r) {
