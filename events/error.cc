@@ -1,5 +1,7 @@
 #include "events/error.h"
 
+#include <cerrno>
+
 namespace agentlab {
 
 std::string_view code_name(ErrorCode code) {
@@ -38,6 +40,20 @@ std::string_view code_name(ErrorCode code) {
       return "too_large";
   }
   return "internal";
+}
+
+ErrorCode code_for_errno(int e) {
+  switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+      return ErrorCode::no_space;
+    case EROFS:
+    case EACCES:
+    case EPERM:
+      return ErrorCode::read_only;
+    default:
+      return ErrorCode::io_error;
+  }
 }
 
 std::string Error::describe() const {

@@ -31,6 +31,10 @@ enum class ErrorCode {
 
 std::string_view code_name(ErrorCode code);
 
+// What a failed file-system call's errno means to a caller: ENOSPC/EDQUOT → no_space,
+// EROFS/EACCES/EPERM → read_only, anything else → io_error.
+ErrorCode code_for_errno(int e);
+
 struct Error {
   ErrorCode code = ErrorCode::internal;
   std::string message;

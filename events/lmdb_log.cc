@@ -70,14 +70,8 @@ std::shared_ptr<spdlog::logger> logger() {
 
 ErrorCode code_for(int rc) {
   switch (rc) {
-    case ENOSPC:
-    case EDQUOT:
     case MDB_MAP_FULL:
       return ErrorCode::no_space;
-    case EROFS:
-    case EACCES:
-    case EPERM:
-      return ErrorCode::read_only;
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
     case MDB_INVALID:
@@ -89,7 +83,7 @@ ErrorCode code_for(int rc) {
     case MDB_PANIC:
       return ErrorCode::internal;
     default:
-      return ErrorCode::io_error;
+      return code_for_errno(rc);  // LMDB passes system errors through as errno values
   }
 }
 

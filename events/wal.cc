@@ -40,22 +40,8 @@ uint64_t get_le64(const uint8_t* p) {
   return v;
 }
 
-ErrorCode code_of(int e) {
-  switch (e) {
-    case ENOSPC:
-    case EDQUOT:
-      return ErrorCode::no_space;
-    case EROFS:
-    case EACCES:
-    case EPERM:
-      return ErrorCode::read_only;
-    default:
-      return ErrorCode::io_error;
-  }
-}
-
 std::unexpected<Error> sys_fail(int e, std::string what) {
-  return fail(code_of(e), fmt::format("{}: {}", what, std::strerror(e)), e);
+  return fail(code_for_errno(e), fmt::format("{}: {}", what, std::strerror(e)), e);
 }
 
 // The first 8 bytes of SHA-256(header[0..24) || body).

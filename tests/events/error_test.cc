@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
+
 #include "events/events_generated.h"
 
 using namespace agentlab;
@@ -18,4 +20,16 @@ TEST_CASE("fail() builds an unexpected Result carrying code, message and library
   CHECK(r.error().code == ErrorCode::no_space);
   CHECK(r.error().library_code == 28);
   CHECK(r.error().describe() == "no_space: disk full");
+}
+
+TEST_CASE("code_for_errno sorts file-system errors into what a caller can act on") {
+  using agentlab::code_for_errno;
+  using agentlab::ErrorCode;
+  CHECK(code_for_errno(ENOSPC) == ErrorCode::no_space);
+  CHECK(code_for_errno(EDQUOT) == ErrorCode::no_space);
+  CHECK(code_for_errno(EROFS) == ErrorCode::read_only);
+  CHECK(code_for_errno(EACCES) == ErrorCode::read_only);
+  CHECK(code_for_errno(EPERM) == ErrorCode::read_only);
+  CHECK(code_for_errno(EIO) == ErrorCode::io_error);
+  CHECK(code_for_errno(0) == ErrorCode::io_error);
 }
