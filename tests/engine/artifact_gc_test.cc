@@ -18,12 +18,7 @@ struct RunningJob {
 // A job provisioned to RUNNING whose guest fetched its bootstrap payload.
 RunningJob running_job(Harness& h, const std::string& profile = "small") {
   auto [job_id, vmid] = h.job_admitted(profile);
-  h.complete<CloneVm>();
-  auto snip = h.take<WriteSnippet>();
-  h.effects.insert(h.effects.begin(), snip);
-  h.complete<WriteSnippet>("local:snippets/x", {}, "/x");
-  h.complete<ConfigureVm>();
-  h.complete<StartVm>();
+  auto snip = h.provision_to_started();
   auto out = h.ok(RecordBootstrapFetch{vmid, snip.bootstrap_token});
   h.complete<WaitGuestIp>("10.77.0.4");
   return {job_id, vmid, out.secret};

@@ -150,12 +150,7 @@ TEST_CASE("a RUNNING report overtaking provisioning makes the later steps record
 TEST_CASE("a guest IP found after the runner's report still gives the VM its IP and timings") {
   Harness h;
   auto [job_id, vmid] = h.job_admitted();
-  h.complete<CloneVm>();
-  auto snip = h.take<WriteSnippet>();
-  h.effects.insert(h.effects.begin(), snip);
-  h.complete<WriteSnippet>("local:snippets/x", {}, "/x");
-  h.complete<ConfigureVm>();
-  h.complete<StartVm>();  // the guest-IP poll starts now
+  auto snip = h.provision_to_started();  // the guest-IP poll starts now
   h.clock.advance(kSec);
   h.ok(RecordBootstrapFetch{vmid, snip.bootstrap_token});  // the guest is up
   h.clock.advance(kSec);
@@ -571,12 +566,7 @@ TEST_CASE(
     "bootstrap fetch: token once, wrong vmid / expired rejected; artifact token until job ends") {
   Harness h;
   auto [job_id, vmid] = h.job_admitted();
-  h.complete<CloneVm>();
-  auto snip = h.take<WriteSnippet>();
-  h.effects.insert(h.effects.begin(), snip);
-  h.complete<WriteSnippet>("local:snippets/x", {}, "/x");
-  h.complete<ConfigureVm>();
-  h.complete<StartVm>();
+  auto snip = h.provision_to_started();
   CHECK(h.run(RecordBootstrapFetch{vmid, "nope"}).error().code == ErrorCode::forbidden);
   CHECK(h.run(RecordBootstrapFetch{vmid + 50, snip.bootstrap_token}).error().code ==
         ErrorCode::not_found);

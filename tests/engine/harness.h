@@ -123,6 +123,18 @@ struct Harness {
     return ok(r);
   }
 
+  // Completes clone, snippet, configure and start of a freshly admitted sandbox; returns the
+  // snippet effect, whose bootstrap token is what the guest would fetch with.
+  WriteSnippet provision_to_started() {
+    complete<CloneVm>();
+    auto snip = take<WriteSnippet>();
+    effects.insert(effects.begin(), snip);
+    complete<WriteSnippet>("local:snippets/x", {}, "/x");
+    complete<ConfigureVm>();
+    complete<StartVm>();
+    return snip;
+  }
+
   // Drives a freshly requested provisioning (clone pending) to RUNNING.
   void provision_to_running(const std::string& ip = "10.77.0.9") {
     complete<CloneVm>();

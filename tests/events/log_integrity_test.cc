@@ -35,6 +35,17 @@ void make_log(const std::string& dir) {
   REQUIRE(log->append(b));
 }
 
+// Overwrites 16-bit big-endian meta values of a closed log (a log "from the future").
+void put_meta_u16(const std::string& dir, std::initializer_list<std::string_view> keys,
+                  uint16_t value) {
+  RawEnv raw(dir);
+  auto meta = raw.dbi(lmdb_layout::kMetaDb);
+  REQUIRE(raw.ok());
+  const std::string v{static_cast<char>(value >> 8), static_cast<char>(value & 0xff)};
+  for (std::string_view k : keys) REQUIRE(raw.put(meta, std::string(k), v));
+  REQUIRE(raw.commit());
+}
+
 VerifyReport verify_dir(const std::string& dir) {
   auto log = open_log(dir);
   REQUIRE(log);
@@ -253,15 +264,7 @@ TEST_CASE("a log from a newer incompatible schema is refused, naming both versio
   const auto dir = tmp.path() + "/log";
   make_log(dir);
   const uint16_t future = kSchemaVersion + 1;
-  {
-    RawEnv raw(dir);
-    auto meta = raw.dbi(lmdb_layout::kMetaDb);
-    REQUIRE(raw.ok());
-    std::string v{static_cast<char>(future >> 8), static_cast<char>(future & 0xff)};
-    REQUIRE(raw.put(meta, std::string(lmdb_layout::kMetaMinReaderVersion), v));
-    REQUIRE(raw.put(meta, std::string(lmdb_layout::kMetaSchemaVersion), v));
-    REQUIRE(raw.commit());
-  }
+  put_meta_u16(dir, {lmdb_layout::kMetaMinReaderVersion, lmdb_layout::kMetaSchemaVersion}, future);
   for (bool ro : {false, true}) {
     LogOptions o;
     o.dir = dir;
@@ -280,15 +283,7 @@ TEST_CASE("a newer but compatible schema version opens") {
   TempDir tmp;
   const auto dir = tmp.path() + "/log";
   make_log(dir);
-  {
-    RawEnv raw(dir);
-    auto meta = raw.dbi(lmdb_layout::kMetaDb);
-    REQUIRE(raw.ok());
-    const uint16_t future = kSchemaVersion + 5;
-    REQUIRE(raw.put(meta, std::string(lmdb_layout::kMetaSchemaVersion),
-                    std::string{static_cast<char>(future >> 8), static_cast<char>(future & 0xff)}));
-    REQUIRE(raw.commit());
-  }
+  put_meta_u16(dir, {lmdb_layout::kMetaSchemaVersion}, kSchemaVersion + 5);
   auto log = open_log(dir);
   REQUIRE(log);
   CHECK(log->last_seq() == 12);
@@ -338,15 +333,7 @@ TEST_CASE("a log whose values use a newer format is refused as incompatible") {
   TempDir tmp;
   const auto dir = tmp.path() + "/log";
   make_log(dir);
-  {
-    RawEnv raw(dir);
-    auto meta = raw.dbi(lmdb_layout::kMetaDb);
-    REQUIRE(raw.ok());
-    const uint16_t future = kValueFormat + 1;
-    REQUIRE(raw.put(meta, std::string(lmdb_layout::kMetaValueFormat),
-                    std::string{static_cast<char>(future >> 8), static_cast<char>(future & 0xff)}));
-    REQUIRE(raw.commit());
-  }
+  put_meta_u16(dir, {lmdb_layout::kMetaValueFormat}, kValueFormat + 1);
   LogOptions o;
   o.dir = dir;
   auto log = EventLog::open(o);
