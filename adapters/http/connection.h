@@ -34,6 +34,8 @@ struct Exchange {
   bool disconnected = false;  // the connection closed before the response completed
   BodySink sink;
   std::vector<std::function<void()>> disconnect_cbs;
+  ResponseGate gate;  // holds the next complete response (ResponseWriter::hold_response)
+  bool held = false;  // a complete response is being held by the gate
   ~Exchange();
 };
 

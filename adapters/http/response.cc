@@ -10,7 +10,7 @@ bool ResponseWriter::alive() const {
 }
 
 bool ResponseWriter::started() const {
-  return ex_ && ex_->started;
+  return ex_ && (ex_->started || ex_->held);
 }
 
 Request* ResponseWriter::request() const {
@@ -19,8 +19,28 @@ Request* ResponseWriter::request() const {
 
 bool ResponseWriter::send(int status, std::string body, std::string_view content_type,
                           const HeaderList& extra) {
-  if (!ex_ || ex_->conn == nullptr) return false;
-  return ex_->conn->send(ex_.get(), status, std::move(body), content_type, extra);
+  if (!ex_ || ex_->conn == nullptr || ex_->held) return false;
+  if (!ex_->gate) return ex_->conn->send(ex_.get(), status, std::move(body), content_type, extra);
+  ResponseGate gate = std::move(ex_->gate);
+  ex_->gate = nullptr;
+  ex_->held = true;
+  // The continuation owns the exchange, so a held response keeps it (not the connection) alive.
+  gate([ex = ex_, status, body = std::move(body), type = std::string(content_type),
+        extra](bool ok) mutable {
+    if (!ex->held) return;  // released twice
+    ex->held = false;
+    if (ex->conn == nullptr) return;
+    if (ok)
+      ex->conn->send(ex.get(), status, std::move(body), type, extra);
+    else
+      ex->conn->send(ex.get(), 503, error_body("service unavailable: the event log commit failed"),
+                     kJsonContentType, {});
+  });
+  return true;
+}
+
+void ResponseWriter::hold_response(ResponseGate gate) {
+  if (ex_) ex_->gate = std::move(gate);
 }
 
 bool ResponseWriter::json(int status, const nlohmann::ordered_json& value,

@@ -24,6 +24,10 @@ struct Exchange;
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// Decides when a complete response may go out: called with `release` once the handler has
+// produced it; release(true) sends it, release(false) sends a 503 in its place.
+using ResponseGate = std::function<void(std::function<void(bool ok)> release)>;
+
 // Receives a streamed request body (routes with RouteOptions::stream_body). Every callback runs
 // on the loop thread. Exactly one of on_end / on_error is called, once, unless the handler
 // stops caring by answering first (then the rest of the body is discarded and neither fires).
@@ -89,6 +93,12 @@ class ResponseWriter {
   bool json(int status, const nlohmann::ordered_json& value, const HeaderList& extra = {});
   // application/json error envelope {"error":"<message>"} without newline (error_body()).
   bool error(int status, std::string_view message, const HeaderList& extra = {});
+
+  // Routes the next complete response (send/json/error) through `gate` instead of sending it at
+  // once — for replies that must not be seen before what they show is durable. While it is
+  // held, started() is true and further responses are refused. Streamed responses (start)
+  // are not held.
+  void hold_response(ResponseGate gate);
 
   // ---- streaming responses ----
   // Sends the head. With `content_length` the body is exactly that many bytes (file

@@ -13,6 +13,7 @@
 
 #include "adapters/api/redactor.h"
 #include "adapters/http/response.h"
+#include "adapters/http/router.h"
 #include "cli/agentlabd/core.h"
 #include "engine/hypervisor.h"
 #include "events/error.h"
@@ -51,6 +52,15 @@ struct ApiContext {
   // Runs a reconciliation now; `apply` false computes the drift without recording it.
   std::function<void(bool apply, std::function<void(Result<nlohmann::ordered_json>)>)> reconcile;
 };
+
+using ApiHandler = void (*)(ApiContext&, http::Request&, http::ResponseWriter);
+
+// The router handler that runs `fn` with the context.
+http::Handler route(ApiContext& ctx, ApiHandler fn);
+// The same for a route that answers from the projections: its reply is held until every event
+// applied so far is durable (Core::after_durable), so no client sees state that a crash could
+// take back — e.g. an artifact listed as gone before its artifact.gc event can be read.
+http::Handler state_route(ApiContext& ctx, ApiHandler fn);
 
 // HTTP status for an engine error (invalid_argument 400, not_found 404, conflict and
 // invalid_transition 409, forbidden 403, too_large 413, unavailable 503, timeout 504, else 500).

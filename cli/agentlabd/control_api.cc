@@ -592,20 +592,32 @@ void reply_json_text(http::ResponseWriter& w, int status, std::string json_text)
   w.send(status, std::move(json_text), "application/json");
 }
 
-void add_control_routes(http::Router& router, ApiContext& ctx) {
-  auto bind = [&ctx](void (*fn)(ApiContext&, http::Request&, http::ResponseWriter)) {
-    return [&ctx, fn](http::Request& req, http::ResponseWriter w) { fn(ctx, req, std::move(w)); };
+http::Handler route(ApiContext& ctx, ApiHandler fn) {
+  return [&ctx, fn](http::Request& req, http::ResponseWriter w) { fn(ctx, req, std::move(w)); };
+}
+
+http::Handler state_route(ApiContext& ctx, ApiHandler fn) {
+  return [&ctx, fn](http::Request& req, http::ResponseWriter w) {
+    w.hold_response([core = ctx.core](std::function<void(bool)> release) {
+      core->after_durable(std::move(release));
+    });
+    fn(ctx, req, std::move(w));
   };
+}
+
+void add_control_routes(http::Router& router, ApiContext& ctx) {
+  auto bind = [&ctx](ApiHandler fn) { return route(ctx, fn); };
+  auto read = [&ctx](ApiHandler fn) { return state_route(ctx, fn); };
   router.post("/v1/jobs", bind(create_job));
-  router.get("/v1/jobs/{id}", bind(get_job));
-  router.get("/v1/jobs/{id}/artifacts", bind(list_artifacts));
+  router.get("/v1/jobs/{id}", read(get_job));
+  router.get("/v1/jobs/{id}/artifacts", read(list_artifacts));
   router.get("/v1/jobs/{id}/artifacts/download", bind(download_artifact));
 
   router.post("/v1/sandboxes", bind(create_sandbox));
-  router.get("/v1/sandboxes", bind(list_sandboxes));
+  router.get("/v1/sandboxes", read(list_sandboxes));
   router.post("/v1/sandboxes/prune", bind(prune));
   router.post("/v1/sandboxes/reconcile", bind(reconcile));
-  router.get("/v1/sandboxes/{vmid}", bind(get_sandbox));
+  router.get("/v1/sandboxes/{vmid}", read(get_sandbox));
   router.post("/v1/sandboxes/{vmid}/destroy", bind(destroy_sandbox));
   router.post("/v1/sandboxes/{vmid}/lease/renew", bind(renew_lease));
   router.get("/v1/sandboxes/{vmid}/events", bind(sandbox_events));
@@ -615,8 +627,8 @@ void add_control_routes(http::Router& router, ApiContext& ctx) {
   router.post("/v1/sandboxes/{vmid}/resume", bind(power<engine::ResumeSandbox>));
 
   router.post("/v1/workspaces", bind(create_workspace));
-  router.get("/v1/workspaces", bind(list_workspaces));
-  router.get("/v1/workspaces/{id}", bind(get_workspace));
+  router.get("/v1/workspaces", read(list_workspaces));
+  router.get("/v1/workspaces/{id}", read(get_workspace));
   router.post("/v1/workspaces/{id}/attach", bind(attach_workspace));
   router.post("/v1/workspaces/{id}/detach", bind(detach_workspace));
   router.post("/v1/workspaces/{id}/rebind", bind(rebind_workspace));

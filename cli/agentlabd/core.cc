@@ -74,6 +74,7 @@ Core::Core(uv_loop_t* loop, events::EventLog& log, engine::Clock& clock, engine:
         spdlog::error("log commit failed: {}; rebuilding projections from the log", e.describe());
         if (auto r = rebuild(); !r)
           spdlog::critical("projection rebuild failed: {}", r.error().describe());
+        release_durable_waiters(true);
       }) {
   if (auto r = rebuild(); !r) spdlog::error("initial replay failed: {}", r.error().describe());
 }
@@ -174,7 +175,15 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
     // Nothing to record (an idempotent repeat, a no-op): effects may still be due (retries).
     remember_effect_causes(decision->effects, decision->events, 0, cause);
     if (effect_sink_ && !decision->effects.empty()) effect_sink_(std::move(decision->effects));
-    if (reply) reply(std::move(decision->outcome));
+    if (!reply) return;
+    // The answer may rest on events of another request whose commit is still in flight.
+    after_durable(
+        [reply = std::move(reply), outcome = std::move(decision->outcome)](bool ok) mutable {
+          if (ok)
+            reply(std::move(outcome));
+          else
+            reply(fail(ErrorCode::unavailable, "the event log commit failed"));
+        });
     return;
   }
   auto effects = std::make_shared<std::vector<engine::Effect>>(std::move(decision->effects));
@@ -218,6 +227,7 @@ void Core::execute(engine::Command command, Reply reply, const Renderer& render)
           return;
         }
         notify_followers(*stored);
+        release_durable_waiters();
         // Side effects only after their intent is durable: a crash now replays into a state
         // that knows the step was requested.
         if (effect_sink_ && !effects->empty()) effect_sink_(std::move(*effects));
@@ -238,7 +248,10 @@ void Core::record(std::vector<events::Draft> drafts,
   auto stored = std::make_shared<std::vector<events::OwnedEvent>>();
   *stored = pipeline_.submit(std::move(drafts),
                              [this, stored, done = std::move(done)](Result<events::SeqRange> r) {
-                               if (r) notify_followers(*stored);
+                               if (r) {
+                                 notify_followers(*stored);
+                                 release_durable_waiters();
+                               }
                                if (done) done(r);
                              });
   for (const auto& e : *stored) projections::apply(state_, e.view());
@@ -329,6 +342,21 @@ Result<void> Core::snapshot() {
 void Core::when_idle(std::function<void()> fn) {
   if (pipeline_.idle()) return fn();
   idle_waiters_.push_back(std::move(fn));
+}
+
+void Core::after_durable(std::function<void(bool ok)> fn) {
+  const uint64_t applied = pipeline_.next_seq() - 1;
+  if (delivered_seq_ >= applied) return fn(true);
+  durable_waiters_.emplace_back(applied, std::move(fn));
+}
+
+void Core::release_durable_waiters(bool failed) {
+  while (!durable_waiters_.empty() &&
+         (failed || durable_waiters_.front().first <= delivered_seq_)) {
+    auto fn = std::move(durable_waiters_.front().second);
+    durable_waiters_.pop_front();
+    fn(!failed);
+  }
 }
 
 void Core::drain(std::function<void()> done) {

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
@@ -96,6 +97,12 @@ class Core {
   // Runs `fn` once no commit is in flight (the projections then equal the durable log):
   // now if idle, else right after the commit that makes it idle.
   void when_idle(std::function<void()> fn);
+  // Calls `fn(true)` once every event applied to the projections so far is durable (at once if
+  // they are), or fn(false) if their commit failed and the projections were rebuilt without
+  // them. Unlike when_idle it does not wait for commits that start later, so a steady stream
+  // of writes cannot starve it. Replies that show state go out through this: nobody sees an
+  // effect that a crash could still take back.
+  void after_durable(std::function<void(bool ok)> fn);
   bool idle() const { return pipeline_.idle(); }
 
   // Finishes in-flight commits, then calls `done`.
@@ -116,6 +123,9 @@ class Core {
                               const Cause& cause);
   void check_waiters();
   void notify_followers(const std::vector<events::OwnedEvent>& stored);
+  // Runs the after_durable() callbacks whose seq is now durable (all of them, with false, when
+  // `failed`).
+  void release_durable_waiters(bool failed = false);
 
   uv_loop_t* loop_;
   events::EventLog& log_;
@@ -129,6 +139,8 @@ class Core {
   std::list<std::shared_ptr<Waiter>> waiters_;
   std::vector<std::pair<uint64_t, Follower>> followers_;
   std::vector<std::function<void()>> idle_waiters_;
+  // after_durable() callers: (the last applied seq when they asked, callback), seqs ascending.
+  std::deque<std::pair<uint64_t, std::function<void(bool)>>> durable_waiters_;
   uint64_t next_follower_id_ = 1;
   // Events applied to the projections but not yet durable are delivered to followers only
   // once their batch commits; this is the highest seq delivered so far.

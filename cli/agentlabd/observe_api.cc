@@ -279,15 +279,14 @@ void add_metrics_route(http::Router& router, ApiContext& ctx) {
 }
 
 void add_observe_routes(http::Router& router, ApiContext& ctx) {
-  auto bind = [&ctx](void (*fn)(ApiContext&, http::Request&, http::ResponseWriter)) {
-    return [&ctx, fn](http::Request& req, http::ResponseWriter w) { fn(ctx, req, std::move(w)); };
-  };
+  auto bind = [&ctx](ApiHandler fn) { return route(ctx, fn); };
+  auto read = [&ctx](ApiHandler fn) { return state_route(ctx, fn); };
   router.get("/v1/events", bind(list_events));
   router.get("/v1/events/stream", bind(stream_events));
-  router.get("/v1/timings", bind(timings));
+  router.get("/v1/timings", read(timings));
   router.post("/v1/replay/verify", bind(replay_verify));
   router.get("/v1/audit/verify", bind(audit_verify));
-  router.get("/v1/status", bind(status));
+  router.get("/v1/status", read(status));
   router.get("/v1/profiles", bind(profiles));
   add_metrics_route(router, ctx);
 }

@@ -378,6 +378,56 @@ TEST_CASE("async reply: the writer is kept and used after a timer; dropped write
   CHECK_FALSE(*alive);
 }
 
+TEST_CASE("held responses: sent when the gate releases them, 503 when it refuses, one only") {
+  Fixture f;
+  Router r;
+  uv_loop_t* loop = f.lt.loop();
+  auto gate_after = [loop](uint64_t ms, bool ok) {
+    return [loop, ms, ok](std::function<void(bool)> release) {
+      after(loop, ms, [release = std::move(release), ok] { release(ok); });
+    };
+  };
+  r.get("/held", [gate_after](Request&, ResponseWriter w) {
+    w.hold_response(gate_after(100, true));
+    CHECK(w.json(200, {{"state", "durable"}}));
+    CHECK(w.started());
+    CHECK_FALSE(w.json(200, {{"second", true}}));  // one response per exchange, held or not
+  });
+  r.get("/refused", [gate_after](Request&, ResponseWriter w) {
+    w.hold_response(gate_after(10, false));
+    w.json(200, {{"state", "lost"}});
+  });
+  r.get("/streamed", [gate_after](Request&, ResponseWriter w) {
+    w.hold_response(gate_after(10'000, true));  // a stream is not held
+    w.start(200, "text/plain", 2);
+    w.write("ok");
+    w.end();
+  });
+  REQUIRE(f.start(std::move(r)));
+
+  auto c = RawClient::tcp(f.port);
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(c.send(get("/held")));
+  auto resp = c.read_response();
+  REQUIRE(resp);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 90ms);
+  CHECK(resp->status == 200);
+  CHECK(resp->body == "{\"state\":\"durable\"}\n");
+
+  REQUIRE(c.send(get("/refused")));  // the same connection is still usable
+  resp = c.read_response();
+  REQUIRE(resp);
+  CHECK(resp->status == 503);
+  CHECK(resp->body.find("commit failed") != std::string::npos);
+
+  t0 = std::chrono::steady_clock::now();
+  REQUIRE(c.send(get("/streamed")));
+  resp = c.read_response();
+  REQUIRE(resp);
+  CHECK(resp->body == "ok");
+  CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+}
+
 namespace {
 
 // An upload sink that simulates a slow disk: every chunk pauses the body until a timer fires.
