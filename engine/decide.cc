@@ -10,19 +10,8 @@ namespace agentlab::engine {
 using namespace detail;
 
 Resources committed_resources(const State& st) {
-  Resources r;
-  for (int s = 1; s < projections::kSandboxStateCount; ++s) {
-    if (s == static_cast<int>(S::Destroyed) || s == static_cast<int>(S::Stopped)) continue;
-    for (int32_t vmid : st.by_state[s]) {
-      const Sandbox& sb = st.sandboxes.at(vmid);
-      r.cores += sb.cores;
-      r.memory_mb += sb.memory_mb;
-      r.disk_gb += sb.disk_gb;
-    }
-  }
-  for (const auto& [id, job] : st.jobs)
-    if (job.admitted && !job_is_terminal(job.status)) r.jobs++;
-  return r;
+  const auto& c = st.committed;
+  return Resources{c.cores, c.memory_mb, c.disk_gb, static_cast<int>(c.jobs)};
 }
 
 bool fits(const Resources& used, const Resources& want, const HostCapacity& host,

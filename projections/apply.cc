@@ -65,18 +65,30 @@ void remove_from_queue(State& st, const std::string& id) {
   if (it != st.queue.end()) st.queue.erase(it);
 }
 
+bool job_holds_slot(const Job& job) {
+  return job.admitted && !is_terminal(job.status);
+}
+
+void remove_from_queue(State& st, Job& job) {
+  if (!job.in_queue) return;
+  job.in_queue = false;
+  remove_from_queue(st, job.id);
+}
+
 void set_job_status(State& st, Job& job, J to, int64_t wall) {
   if (job.status == to) return;
+  const bool held = job_holds_slot(job);
   st.jobs_by_status[idx(job.status)]--;
   st.jobs_by_status[idx(to)]++;
   job.status = to;
+  st.committed.jobs += static_cast<int>(job_holds_slot(job)) - static_cast<int>(held);
   st.metrics.job_status_total[idx(to)]++;
   auto& marks = st.timings.jobs[job.id];
   if (to == J::Running && marks.running == 0) marks.running = wall;
   if (is_terminal(to)) {
     st.metrics.job_duration[idx(to)].observe_ns(wall - job.created_ns);
     if (marks.finished == 0) marks.finished = wall;
-    remove_from_queue(st, job.id);
+    remove_from_queue(st, job);
   }
 }
 
@@ -190,7 +202,23 @@ int32_t parse_vmid(std::string_view id) {
   return v;
 }
 
+bool holds_resources(S state) {
+  return state != S::Unknown && state != S::Stopped && state != S::Destroyed;
+}
+
+namespace {
+
+void add_committed(State& st, const Sandbox& sb, int sign) {
+  st.committed.cores += sign * sb.cores;
+  st.committed.memory_mb += sign * sb.memory_mb;
+  st.committed.disk_gb += sign * sb.disk_gb;
+}
+
+}  // namespace
+
 void set_sandbox_state(State& st, Sandbox& sb, S to) {
+  if (holds_resources(sb.state) != holds_resources(to))
+    add_committed(st, sb, holds_resources(to) ? 1 : -1);
   st.by_state[idx(sb.state)].erase(sb.vmid);
   st.by_state[idx(to)].insert(sb.vmid);
   if (to == S::Destroyed && sb.lease_expires_ns != 0)
@@ -241,6 +269,7 @@ void apply(State& st, const fb::Envelope& e) {
       sb.created_ns = sb.updated_ns = sb.last_touched_ns = wall;
       sb.created_seq = sb.last_seq = e.seq();
       st.by_state[idx(S::Requested)].insert(sb.vmid);
+      add_committed(st, sb, 1);
       st.sandbox_order.push_back(sb.vmid);
       if (sb.lease_expires_ns != 0) st.leases.insert({sb.lease_expires_ns, sb.vmid});
       st.max_vmid = std::max(st.max_vmid, sb.vmid);
@@ -354,8 +383,10 @@ void apply(State& st, const fb::Envelope& e) {
     switch (e.kind()) {
       case K::JobQueued:
         if (marks.queued == 0) marks.queued = wall;
-        if (std::find(st.queue.begin(), st.queue.end(), job->id) == st.queue.end())
+        if (!job->in_queue) {
           st.queue.push_back(job->id);
+          job->in_queue = true;
+        }
         break;
       case K::JobAdmitted:
         if (const auto* p = e.payload_as_JobAdmitted()) {
@@ -363,9 +394,10 @@ void apply(State& st, const fb::Envelope& e) {
           job->memory_mb = p->memory_mb();
           job->disk_gb = p->disk_gb();
         }
+        if (!job->admitted && !is_terminal(job->status)) st.committed.jobs++;
         job->admitted = true;
         if (marks.admitted == 0) marks.admitted = wall;
-        remove_from_queue(st, job->id);
+        remove_from_queue(st, *job);
         break;
       case K::JobSandboxBound:
         if (const auto* p = e.payload_as_JobSandboxBound()) {

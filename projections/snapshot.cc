@@ -70,6 +70,7 @@ void fields(V& v, Job& j) {
   v("created_ns", j.created_ns);
   v("updated_ns", j.updated_ns);
   v("admitted", j.admitted);
+  v("in_queue", j.in_queue);
   v("cores", j.cores);
   v("memory_mb", j.memory_mb);
   v("disk_gb", j.disk_gb);
@@ -189,6 +190,14 @@ void fields(V& v, JobMarks& m) {
 }
 
 template <class V>
+void fields(V& v, Committed& c) {
+  v("cores", c.cores);
+  v("memory_mb", c.memory_mb);
+  v("disk_gb", c.disk_gb);
+  v("jobs", c.jobs);
+}
+
+template <class V>
 void fields(V& v, Timings& t) {
   v("timing_sandboxes", t.sandboxes);
   v("timing_jobs", t.jobs);
@@ -205,6 +214,7 @@ void fields(V& v, State& s) {
   v("jobs", s.jobs);
   v("queue", s.queue);
   v("jobs_by_status", s.jobs_by_status);
+  v("committed", s.committed);
   v("workspaces", s.workspaces);
   v("artifacts", s.artifacts);
   v("tokens", s.tokens);

@@ -15,7 +15,7 @@ namespace agentlab::projections {
 
 // Bumped whenever State, the fold, or the encoding changes meaning. A snapshot written under
 // another version is discarded and the projections are rebuilt from the log.
-inline constexpr uint32_t kProjectionVersion = 3;  // 3: timing marks carry the profile
+inline constexpr uint32_t kProjectionVersion = 4;  // 4: admission counters (Committed)
 
 // Layout: magic "ALPS", u32 version, u64 last_seq, then every field of State in declaration
 // order, little-endian fixed-width integers, length-prefixed strings, hash containers written

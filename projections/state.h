@@ -87,6 +87,7 @@ struct Job {
   int64_t created_ns = 0;
   int64_t updated_ns = 0;
   bool admitted = false;
+  bool in_queue = false;  // listed in State::queue
   int32_t cores = 0;
   int32_t memory_mb = 0;
   int32_t disk_gb = 0;
@@ -153,6 +154,20 @@ struct RequestRecord {
   uint64_t seq = 0;
 };
 
+// What admission control counts as taken, kept up to date by apply() so an admission pass costs
+// O(1) instead of a walk over every sandbox and job: the resources of sandboxes that hold them
+// (every state but UNKNOWN, STOPPED and DESTROYED) and the admitted jobs not yet finished.
+struct Committed {
+  int64_t cores = 0;
+  int64_t memory_mb = 0;
+  int64_t disk_gb = 0;
+  int64_t jobs = 0;
+  bool operator==(const Committed&) const = default;
+};
+
+// Whether a sandbox in `state` holds its resources, for Committed.
+bool holds_resources(fb::SandboxStateCode state);
+
 struct State {
   uint64_t last_seq = 0;
 
@@ -165,6 +180,7 @@ struct State {
   std::unordered_map<std::string, Job> jobs;
   std::deque<std::string> queue;  // QUEUED, not yet admitted, in arrival order
   std::array<uint64_t, kJobStatusCount> jobs_by_status{};
+  Committed committed;
 
   std::unordered_map<std::string, Workspace> workspaces;
   std::map<std::string, std::vector<Artifact>> artifacts;  // by job id, upload order

@@ -675,6 +675,10 @@ std::string build_net0(std::string_view model, std::string_view bridge,
   return out;
 }
 
+bool is_shrink_refusal(const Error& error) {
+  return error.message.find("shrinking disks is not supported") != std::string::npos;
+}
+
 std::string build_cicustom(std::string_view value) {
   std::string_view v = trim(value);
   if (v.find('=') != std::string_view::npos) return std::string(v);

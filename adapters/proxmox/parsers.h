@@ -41,6 +41,11 @@ struct VmResource {
 };
 Result<std::vector<VmResource>> parse_vm_resources_json(std::string_view body);
 
+// Whether a failed disk resize failed only because the disk is already larger than asked
+// (Proxmox answers "shrinking disks is not supported" and changes nothing). A profile's
+// root_disk_gb is a minimum: a template with a bigger disk satisfies it.
+bool is_shrink_refusal(const Error& error);
+
 // `qm config <vmid>`: `key: value` lines, stopping at the first snapshot section (`[name]`).
 // Lines without `: ` are ignored.
 Result<std::map<std::string, std::string>> parse_qm_config(std::string_view out);

@@ -268,7 +268,14 @@ void PveRestHypervisor::configure(int vmid, const engine::VmConfigSpec& spec, Do
     if (!alive.lock()) return next(std::unexpected(cancelled()));
     task_call("PUT", "/qemu/" + std::to_string(vmid) + "/resize",
               {{"disk", options_.root_disk}, {"size", std::to_string(gb) + "G"}}, dl,
-              std::move(next));
+              [vmid, gb, next = std::move(next)](Result<void> r) mutable {
+                if (!r && is_shrink_refusal(r.error())) {
+                  pve_log()->info("VM {}: root disk already larger than {}G; left as it is", vmid,
+                                  gb);
+                  return next({});
+                }
+                next(std::move(r));
+              });
   };
   if (p.empty()) {
     if (spec.root_disk_gb <= 0) return defer(loop_, [done = std::move(done)] { done({}); });

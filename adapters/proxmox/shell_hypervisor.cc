@@ -172,7 +172,13 @@ void QmShellHypervisor::configure(int vmid, const engine::VmConfigSpec& spec, Do
   auto resize = [this, vmid, gb = spec.root_disk_gb](Done<void> next) {
     if (gb <= 0) return next({});
     simple({"disk", "resize", std::to_string(vmid), options_.root_disk, std::to_string(gb) + "G"},
-           std::move(next));
+           [vmid, gb, next = std::move(next)](Result<void> r) mutable {
+             if (!r && is_shrink_refusal(r.error())) {
+               pve_log()->info("VM {}: root disk already larger than {}G; left as it is", vmid, gb);
+               return next({});
+             }
+             next(std::move(r));
+           });
   };
   if (args.size() == 2) {
     if (spec.root_disk_gb <= 0) {

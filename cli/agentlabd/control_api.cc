@@ -368,7 +368,10 @@ void sandbox_events(ApiContext& ctx, http::Request& req, http::ResponseWriter w)
   w.json(200, out);
 }
 
-void prune(ApiContext& ctx, http::Request&, http::ResponseWriter w) {
+void prune(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
+  // The reference routes "/v1/sandboxes/prune/" to the per-VMID handler, which refuses
+  // "prune" as a VMID; a client that relies on that must not get a prune instead.
+  if (req.path.size() > 1 && req.path.back() == '/') return (void)w.error(400, "invalid vmid");
   ctx.core->execute(engine::Prune{}, [w](Result<engine::Outcome> r) mutable {
     if (!r) return reply_error(w, r.error());
     w.json(200, json{{"count", r->count}});

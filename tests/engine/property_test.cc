@@ -38,6 +38,21 @@ void check_invariants(const Harness& h) {
     indexed += st.by_state[s].size();
   }
   REQUIRE(indexed == st.sandboxes.size());
+  // The admission counters apply() keeps equal a full recount.
+  projections::Committed recount;
+  for (const auto& [vmid, sb] : st.sandboxes) {
+    if (!projections::holds_resources(sb.state)) continue;
+    recount.cores += sb.cores;
+    recount.memory_mb += sb.memory_mb;
+    recount.disk_gb += sb.disk_gb;
+  }
+  for (const auto& [id, job] : st.jobs)
+    recount.jobs += job.admitted && !job_is_terminal(job.status);
+  REQUIRE(st.committed == recount);
+  for (const auto& id : st.queue) REQUIRE(st.jobs.at(id).in_queue);
+  size_t in_queue = 0;
+  for (const auto& [id, job] : st.jobs) in_queue += job.in_queue;
+  REQUIRE(in_queue == st.queue.size());
   for (const auto& [id, job] : st.jobs) {
     if (job.sandbox_vmid > 0 && st.sandboxes.contains(job.sandbox_vmid)) {
       const auto& sb = st.sandboxes.at(job.sandbox_vmid);

@@ -343,6 +343,11 @@ TEST_CASE("a keepalive job whose agent times out leaves a TIMEOUT sandbox that p
   CHECK((*done)["status"] == "TIMEOUT");
   int vmid = (*done)["sandbox_vmid"];
   REQUIRE(state_is(d, vmid, "TIMEOUT"));
+  // As in the reference, the trailing-slash form is a VMID route and prunes nothing.
+  auto slashed = d.post("/v1/sandboxes/prune/", "");
+  CHECK(slashed.status == 400);
+  CHECK(slashed.json()["error"] == "invalid vmid");
+  REQUIRE(state_is(d, vmid, "TIMEOUT"));
   auto pruned = d.post("/v1/sandboxes/prune", "");
   REQUIRE(pruned.status == 200);
   CHECK(pruned.json()["count"] == 1);

@@ -171,6 +171,53 @@ TEST_CASE("job fold and queue: queued, admitted, bound, running, report result, 
   CHECK(get_job(f.st, "nope") == nullptr);
 }
 
+TEST_CASE(
+    "admission counters: sandboxes hold resources until STOPPED or DESTROYED, jobs a slot "
+    "from admission until they end") {
+  Feed f;
+  CHECK(f.st.committed == Committed{});
+  f.sandbox(1000);  // 2 cores
+  f.sandbox(1001);
+  CHECK(f.st.committed.cores == 4);
+  f.state(1000, S::Requested, S::Provisioning);
+  f.state(1000, S::Provisioning, S::Ready);
+  CHECK(f.st.committed.cores == 4);
+  f.state(1000, S::Ready, S::Stopped);
+  CHECK(f.st.committed.cores == 2);
+  f.state(1000, S::Stopped, S::Running);  // started again: holds its cores again
+  CHECK(f.st.committed.cores == 4);
+  f.state(1001, S::Requested, S::Destroyed);
+  f.state(1000, S::Running, S::Destroyed);
+  CHECK(f.st.committed.cores == 0);
+  CHECK(holds_resources(S::Failed));
+  CHECK_FALSE(holds_resources(S::Unknown));
+
+  f.job("job_a");
+  f.job("job_b");
+  f.put(fb::AggregateType::Job, "job_a", fb::EventKind::JobQueued, fb::EmptyT{});  // repeated
+  CHECK(queue_contents(f.st).size() == 2);
+  CHECK(f.st.committed.jobs == 0);  // queued is not admitted
+  f.put(fb::AggregateType::Job, "job_a", fb::EventKind::JobAdmitted, fb::JobAdmittedT{});
+  f.put(fb::AggregateType::Job, "job_a", fb::EventKind::JobAdmitted, fb::JobAdmittedT{});
+  CHECK(f.st.committed.jobs == 1);  // counted once
+  f.put(fb::AggregateType::Job, "job_a", fb::EventKind::JobRunning, fb::MessageT{});
+  CHECK(f.st.committed.jobs == 1);
+  f.put(fb::AggregateType::Job, "job_b", fb::EventKind::JobFailed, fb::MessageT{});
+  CHECK(f.st.committed.jobs == 1);  // never admitted: held no slot
+  CHECK(queue_contents(f.st).empty());
+  f.put(fb::AggregateType::Job, "job_a", fb::EventKind::JobCompleted, fb::MessageT{});
+  CHECK(f.st.committed.jobs == 0);
+
+  // The counters survive a snapshot round trip.
+  f.sandbox(1002);
+  f.job("job_c");
+  auto bytes = serialize(f.st);
+  auto back = deserialize(bytes);
+  REQUIRE(back);
+  CHECK(back->committed == f.st.committed);
+  CHECK(back->jobs.at("job_c").in_queue);
+}
+
 TEST_CASE("workspaces, artifacts, tokens, snippets, requests, orphans") {
   Feed f;
   f.job("job_a");

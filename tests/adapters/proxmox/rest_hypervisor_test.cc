@@ -220,6 +220,21 @@ TEST_CASE("configure: PUT with affinity (not cpulimit), then a resize task") {
   CHECK(f.pve.requests.empty());
 }
 
+TEST_CASE("configure: a root disk already bigger than the profile's is left alone") {
+  Fixture f;
+  f.pve.handler = [&](const Recorded& r) -> Reply {
+    if (r.path == "/nodes/pve/qemu/101/resize")
+      return {500, R"({"data":null,"message":"shrinking disks is not supported\n"})"};
+    if (r.path == "/nodes/pve/qemu/102/resize")
+      return {500, R"({"data":null,"message":"storage 'local-zfs' does not exist\n"})"};
+    return {404, ""};
+  };
+  engine::VmConfigSpec s;
+  s.root_disk_gb = 10;
+  CHECK(f.run([&](auto d) { f.hv->configure(101, s, d); }));
+  CHECK_FALSE(f.run([&](auto d) { f.hv->configure(102, s, d); }));
+}
+
 TEST_CASE("power, snapshot and destroy endpoints; empty POST has no Content-Type") {
   Fixture f;
   f.pve.handler = [](const Recorded& r) -> Reply {

@@ -92,6 +92,8 @@ TEST_CASE("configure: corrected options in a fixed order, then resize") {
   f.tools.script("qm", R"(
   "set 101 --name sandbox-101 --cores 4 --memory 4096 --affinity 0-3 --net0 virtio,bridge=vmbr1,firewall=1 --cicustom user=local:snippets/ci.yaml --ipconfig0 ip=dhcp") ;;
   "disk resize 101 scsi0 40G") ;;
+  "disk resize 103 scsi0 10G") echo "shrinking disks is not supported" >&2; exit 255;;
+  "disk resize 104 scsi0 10G") echo "storage 'local-zfs' does not exist" >&2; exit 255;;
   "set 102 --cores 2") ;;
   "set 404 --cores 2") )" + std::string(kMissing));
   engine::VmConfigSpec all;
@@ -120,6 +122,12 @@ TEST_CASE("configure: corrected options in a fixed order, then resize") {
   CHECK(f.run([&](auto d) { f.hv->configure(102, cores, d); }));
   CHECK(f.run([&](auto d) { f.hv->configure(404, cores, d); }).error().code ==
         ErrorCode::not_found);
+  // root_disk_gb is a minimum: a template disk that is already bigger is left alone, while any
+  // other resize failure fails the step.
+  engine::VmConfigSpec small_disk;
+  small_disk.root_disk_gb = 10;
+  CHECK(f.run([&](auto d) { f.hv->configure(103, small_disk, d); }));
+  CHECK_FALSE(f.run([&](auto d) { f.hv->configure(104, small_disk, d); }));
   engine::VmConfigSpec bad;
   bad.affinity = "0-3; reboot";
   CHECK(f.run([&](auto d) { f.hv->configure(101, bad, d); }).error().code ==
