@@ -18,6 +18,7 @@
 #include "adapters/guest/bootstrap_payload.h"
 #include "adapters/guest/secrets_bundle.h"
 #include "cli/agentlabd/aligned_buffer.h"
+#include "cli/agentlabd/direct_write.h"
 #include "engine/id_source.h"
 #include "events/digest.h"
 #include "events/kinds.h"
@@ -525,31 +526,8 @@ struct Upload : std::enable_shared_from_this<Upload> {
   static void write_piece(Io& io) {
     Upload* up = io.up;
     const AlignedBuffer& d = io.buf->data;
-    const char* p = d.data();
-    size_t left = d.size();
-    auto at = static_cast<off_t>(io.buf->offset);
-    constexpr size_t kAlign = AlignedBuffer::kAlign;
-    // The last piece is usually not a whole number of blocks, which O_DIRECT cannot write, and a
-    // file system may refuse O_DIRECT for a write it accepted at open: then buffered, from here.
-    auto stop_direct = [up] {
-      if (!up->direct) return false;
-      up->direct = false;
-      int flags = ::fcntl(up->fd, F_GETFL);
-      return flags >= 0 && ::fcntl(up->fd, F_SETFL, flags & ~O_DIRECT) == 0;
-    };
-    if (left % kAlign != 0 || static_cast<size_t>(at) % kAlign != 0) stop_direct();
-    while (left > 0) {
-      ssize_t n = ::pwrite(up->fd, p, left, at);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EINVAL && stop_direct()) continue;
-      if (n <= 0) {
-        io.err = n < 0 ? errno : EIO;
-        return;
-      }
-      p += n;
-      left -= static_cast<size_t>(n);
-      at += n;
-    }
+    io.err = write_piece_at(up->fd, d.data(), d.size(), io.buf->offset, up->direct);
+    if (io.err != 0) return;
     // Buffered: start writing this piece to the disk now rather than leave the whole body to the
     // final fsync, so the device works while later pieces arrive and are hashed, and the fsync
     // at the end only waits for the tail. (Failures surface at that fsync.)
@@ -781,8 +759,7 @@ void upload(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
                       nullptr);
   uv_fs_req_cleanup(&r);
   if (up->fd < 0) return (void)w.error(500, "failed to write artifact");
-  if (int flags = ::fcntl(up->fd, F_GETFL); flags >= 0)
-    up->direct = ::fcntl(up->fd, F_SETFL, flags | O_DIRECT) == 0;
+  up->direct = enable_direct_io(up->fd);
   up->sha = std::make_unique<events::Sha256>();
   up->self = up;
   // Weak references: discard() may free the upload while the server still holds these
