@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -329,13 +331,15 @@ std::string sniff_mime(std::string_view head) {
 }
 
 // The body is gathered into 1 MiB buffers on the loop thread. Full buffers queue up in file
-// order and two chains of thread-pool jobs work through them independently, one job each at a
-// time: the hash chain feeds SHA-256 and the write chain pwrites at the buffer's offset. A buffer
-// is reused once both have passed it; the socket is paused only when all kUploadBuffers are taken.
-// So SHA-256, the slowest step, never waits for a write or for the loop to hand over a buffer (on
-// 2 cores it gets one to itself while the other receives and writes), an upload holds at most
-// kUploadBuffers buffers whatever its size, and the loop never waits on the disk. One fsync at the
-// end, also on the thread pool, makes the file durable before the artifact.upload event.
+// order and two chains work through them independently on the thread pool: the hash chain feeds
+// SHA-256 and the write chain pwrites at the buffer's offset. A chain's job does not stop after
+// one buffer: it goes on to the next queued one by itself and tells the loop of each finished
+// buffer through an async handle, so SHA-256 — the slowest step, and the bound of the whole
+// upload — never waits for a loop turn between buffers (that wait cost ~15 % of its time). A buffer
+// is reused once both chains have passed it; the socket is paused only while all kUploadBuffers
+// are taken. So an upload holds at most kUploadBuffers buffers whatever its size, and the loop
+// never waits on the disk. One fsync at the end, also on the thread pool, makes the file durable
+// before the artifact.upload event.
 constexpr size_t kUploadBuffer = 1 << 20;
 // A body chunk can arrive after the buffer filled and before the pause took effect (at most
 // what the connection holds unparsed: one socket read plus its input buffer); the reserve
@@ -366,13 +370,19 @@ struct Upload : std::enable_shared_from_this<Upload> {
   // as receiving the body). Touched only by the write chain (one job at a time) after open.
   bool direct = false;
   std::unique_ptr<Buffer> fill;                // being filled on the loop thread
-  std::deque<std::unique_ptr<Buffer>> queued;  // full, in file order, until hashed and written
   std::vector<std::unique_ptr<Buffer>> spare;  // empty, capacity kept
   size_t buffers = 0;                          // allocated, wherever they are
-  bool hashing = false, writing = false;       // a chain's job is on the thread pool
-  int jobs = 0;                                // jobs on the thread pool (hash, write, final)
-  int io_err = 0;                              // the first failed write's errno
-  bool paused = false;                         // we paused the body
+  // Shared with the chains' jobs, under `mu`: the queue, the buffers' hashed/written marks, the
+  // chain flags and the first write error. A chain's flag is set by the loop when it starts the
+  // chain's job and cleared by that job when it finds nothing left to do.
+  std::mutex mu;
+  std::deque<std::unique_ptr<Buffer>> queued;  // full, in file order, until hashed and written
+  bool hashing = false, writing = false;
+  int io_err = 0;
+  std::atomic<bool> abandoned{false};  // failed: the chains stop at the next buffer
+  uv_async_t* progress = nullptr;      // a chain finished a buffer (sent from the thread pool)
+  int jobs = 0;                        // jobs on the thread pool (chains and the final one)
+  bool paused = false;                 // we paused the body
   bool body_done = false;
   bool failed = false;
   bool finishing = false;  // finish() runs once: resume_body() may deliver the end re-entrantly
@@ -395,6 +405,26 @@ struct Upload : std::enable_shared_from_this<Upload> {
     fs::path synced_up_to;
   };
 
+  ~Upload() {
+    // On the loop thread, with no job running (they hold the upload through `self`).
+    if (progress != nullptr)
+      uv_close(reinterpret_cast<uv_handle_t*>(progress), [](uv_handle_t* h) {
+        delete static_cast<std::weak_ptr<Upload>*>(h->data);
+        delete reinterpret_cast<uv_async_t*>(h);
+      });
+  }
+
+  // The async handle through which the chains report; `self` must be set.
+  void open_progress() {
+    progress = new uv_async_t;
+    uv_async_init(ctx->loop, progress, [](uv_async_t* h) {
+      if (auto up = static_cast<std::weak_ptr<Upload>*>(h->data)->lock()) up->advance();
+    });
+    progress->data = new std::weak_ptr<Upload>(weak_from_this());
+    // Running jobs keep the loop alive; an idle upload's handle must not (a drain would hang).
+    uv_unref(reinterpret_cast<uv_handle_t*>(progress));
+  }
+
   void discard() {
     if (fd >= 0) {
       uv_fs_t r;
@@ -412,6 +442,7 @@ struct Upload : std::enable_shared_from_this<Upload> {
 
   void fail_with(int status, const std::string& message) {
     failed = true;
+    abandoned = true;
     writer.error(status, message);
     if (jobs == 0) discard();
   }
@@ -484,24 +515,37 @@ struct Upload : std::enable_shared_from_this<Upload> {
     }
     full->offset = written;
     written += full->data.size();
-    queued.push_back(std::move(full));
+    {
+      std::lock_guard lock(mu);
+      queued.push_back(std::move(full));
+    }
     pump();
   }
 
-  // Starts the next job of each idle chain.
+  // Starts the job of each idle chain that has a buffer waiting.
   void pump() {
-    for (auto& b : queued) {
-      if (hashing) break;
-      if (!b->hashed) start_job(b.get(), true);
+    Buffer* next[2] = {nullptr, nullptr};
+    {
+      std::lock_guard lock(mu);
+      for (bool hash : {true, false}) {
+        bool& running = hash ? hashing : writing;
+        if (running || io_err != 0) continue;
+        next[hash] = next_for(hash);
+        running = next[hash] != nullptr;
+      }
     }
-    for (auto& b : queued) {
-      if (writing) break;
-      if (!b->written) start_job(b.get(), false);
-    }
+    for (bool hash : {true, false})
+      if (next[hash] != nullptr) start_job(next[hash], hash);
+  }
+
+  // The first queued buffer the chain has not passed yet. Requires `mu`.
+  Buffer* next_for(bool hash) {
+    for (auto& b : queued)
+      if (!(hash ? b->hashed : b->written)) return b.get();
+    return nullptr;
   }
 
   void start_job(Buffer* b, bool hash) {
-    (hash ? hashing : writing) = true;
     ++jobs;
     auto* io = new Io;
     io->up = this;
@@ -509,57 +553,82 @@ struct Upload : std::enable_shared_from_this<Upload> {
     io->hash = hash;
     io->req.data = io;
     uv_queue_work(
-        ctx->loop, &io->req,
-        [](uv_work_t* r) {
-          auto* io = static_cast<Io*>(r->data);
-          const AlignedBuffer& d = io->buf->data;
-          if (io->hash) return io->up->sha->update(d.data(), d.size());
-          write_piece(*io);
-        },
+        ctx->loop, &io->req, [](uv_work_t* r) { run_chain(*static_cast<Io*>(r->data)); },
         [](uv_work_t* r, int) {
           std::unique_ptr<Io> io(static_cast<Io*>(r->data));
-          io->up->job_done(*io);
+          Upload* up = io->up;
+          --up->jobs;
+          up->advance();
         });
   }
 
-  // Writes one buffer at its offset. On the thread pool, write chain only.
-  static void write_piece(Io& io) {
+  // One chain's job, on the thread pool: its step for `io.buf`, then for every later buffer that
+  // is queued by the time the step is done, until none is left, a write fails or the upload is
+  // abandoned. Only this job touches `sha` (hash chain) or the file (write chain) meanwhile, and
+  // it reads only buffers the loop leaves alone until both chains have passed them.
+  static void run_chain(Io& io) {
     Upload* up = io.up;
-    const AlignedBuffer& d = io.buf->data;
-    io.err = write_piece_at(up->fd, d.data(), d.size(), io.buf->offset, up->direct);
-    if (io.err != 0) return;
+    for (Buffer* b = io.buf; b != nullptr;) {
+      int err = 0;
+      if (io.hash)
+        up->sha->update(b->data.data(), b->data.size());
+      else
+        err = write_piece(*up, *b);
+      {
+        std::lock_guard lock(up->mu);
+        (io.hash ? b->hashed : b->written) = true;
+        if (err != 0 && up->io_err == 0) up->io_err = err;
+        b = err != 0 || up->abandoned ? nullptr : up->next_for(io.hash);
+        if (b == nullptr) (io.hash ? up->hashing : up->writing) = false;
+      }
+      uv_async_send(up->progress);
+    }
+  }
+
+  // Writes one buffer at its offset. Write chain only; returns 0 or an errno.
+  static int write_piece(Upload& up, const Buffer& b) {
+    const AlignedBuffer& d = b.data;
+    if (int err = write_piece_at(up.fd, d.data(), d.size(), b.offset, up.direct); err != 0)
+      return err;
     // Buffered: start writing this piece to the disk now rather than leave the whole body to the
     // final fsync, so the device works while later pieces arrive and are hashed, and the fsync
     // at the end only waits for the tail. (Failures surface at that fsync.)
-    if (!up->direct)
-      ::sync_file_range(up->fd, static_cast<off_t>(io.buf->offset), static_cast<off_t>(d.size()),
+    if (!up.direct)
+      ::sync_file_range(up.fd, static_cast<off_t>(b.offset), static_cast<off_t>(d.size()),
                         SYNC_FILE_RANGE_WRITE);
+    return 0;
   }
 
-  void job_done(const Io& io) {
-    --jobs;
-    (io.hash ? hashing : writing) = false;
-    (io.hash ? io.buf->hashed : io.buf->written) = true;
-    if (io.err != 0 && io_err == 0) io_err = io.err;
-    while (!queued.empty() && queued.front()->hashed && queued.front()->written) {
-      auto b = std::move(queued.front());
-      queued.pop_front();
-      b->data.clear();
-      b->hashed = b->written = false;
-      spare.push_back(std::move(b));
+  // On the loop, when a chain finished a buffer or a job ended: recycles the buffers both chains
+  // passed, then goes on — more buffers to the chains, the body resumed, or the end.
+  void advance() {
+    if (finishing) return;
+    int err = 0;
+    bool drained = false;
+    {
+      std::lock_guard lock(mu);
+      while (!queued.empty() && queued.front()->hashed && queued.front()->written) {
+        auto b = std::move(queued.front());
+        queued.pop_front();
+        b->data.clear();
+        b->hashed = b->written = false;
+        spare.push_back(std::move(b));
+      }
+      err = io_err;
+      drained = queued.empty();
     }
     if (failed) {  // the client went away (or was refused) meanwhile
       if (jobs == 0) discard();
       return;
     }
-    if (io_err != 0) {
+    if (err != 0) {
       if (jobs > 0) return;  // discard() must wait for the other chain's job
-      log_io_error("artifact write", io_err);
+      log_io_error("artifact write", err);
       return fail_with(500, "failed to write artifact");
     }
     if (fill && fill->data.size() >= kUploadBuffer) queue_fill();
     pump();
-    if (body_done && queued.empty() && jobs == 0 && (!fill || fill->data.empty())) return finish();
+    if (body_done && drained && jobs == 0 && (!fill || fill->data.empty())) return finish();
     if (paused && (!fill || fill->data.size() < kUploadBuffer)) {
       paused = false;
       writer.resume_body();  // may deliver more body, or its end, before it returns
@@ -570,12 +639,18 @@ struct Upload : std::enable_shared_from_this<Upload> {
     body_done = true;
     if (failed) return;
     if (fill && !fill->data.empty()) queue_fill();
-    if (queued.empty() && jobs == 0) finish();  // else job_done() goes on from here
+    bool drained;
+    {
+      std::lock_guard lock(mu);
+      drained = queued.empty();
+    }
+    if (drained && jobs == 0) finish();  // else advance() goes on from here
   }
 
   void on_error(const Error&) {
     // Client gone mid-body, or over the limit (the server already answered 413): keep nothing.
     failed = true;
+    abandoned = true;
     if (jobs == 0) discard();
   }
 
@@ -762,6 +837,7 @@ void upload(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
   up->direct = enable_direct_io(up->fd);
   up->sha = std::make_unique<events::Sha256>();
   up->self = up;
+  up->open_progress();
   // Weak references: discard() may free the upload while the server still holds these
   // callbacks (a disconnect runs the sink's on_error and then the disconnect callbacks).
   std::weak_ptr<Upload> weak = up;
