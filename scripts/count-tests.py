@@ -11,7 +11,7 @@ import re
 import sys
 
 SUMMARY = re.compile(r"test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed")
-TELLING = re.compile(r"(ERROR|FATAL|TEST CASE|ERROR: AddressSanitizer|runtime error|"
+TELLING = re.compile(r"(ERROR|FATAL|TEST CASE|values:|ERROR: AddressSanitizer|runtime error|"
                      r"SUMMARY:|\.cc:\d+|Timeout|terminate called|what\(\))")
 MAX_LINES = 40
 
