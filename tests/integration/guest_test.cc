@@ -415,6 +415,39 @@ TEST_CASE("large uploads are stored byte for byte, chunked or not, whatever thei
   CHECK(artifact_count(d, g.boot.job_id) == 2);
 }
 
+TEST_CASE("uploads that end on, before or after a piece boundary are stored byte for byte") {
+  // The daemon queues its first buffer at 128 KiB and doubles the piece up to 1 MiB, so the
+  // pieces end at 128 KiB, 384 KiB, 896 KiB, 1920 KiB, 2944 KiB, …
+  Daemon d(no_runner());
+  REQUIRE(d.start());
+  std::string repo = make_repo(d);
+  Guest g = guest_job(d, repo);
+  std::string job_dir = d.artifact_dir() + "/" + g.boot.job_id;
+  const size_t sizes[] = {1,
+                          4095,
+                          4096,
+                          (128 << 10) - 1,
+                          128 << 10,
+                          (128 << 10) + 1,
+                          384 << 10,
+                          (384 << 10) + 4096,
+                          (896 << 10) - 7,
+                          896 << 10,
+                          1920 << 10,
+                          (2944 << 10) + 1};
+  int n = 0;
+  for (size_t size : sizes) {
+    CAPTURE(size);
+    const std::string body = body_bytes(size, static_cast<uint64_t>(20 + n));
+    const std::string name = "edge-" + std::to_string(n++) + ".bin";
+    auto r = upload(d, g.artifact_token, name, body);
+    REQUIRE_MESSAGE(r.status == 201, r.body);
+    CHECK(r.json()["artifact"]["size_bytes"] == size);
+    CHECK(r.json()["artifact"]["sha256"] == sha256_hex(body));
+    CHECK(read_file(job_dir + "/" + name) == body);
+  }
+}
+
 TEST_CASE("uploads and reports after the job ended are refused") {
   Daemon d(no_runner());
   REQUIRE(d.start());
