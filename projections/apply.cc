@@ -187,6 +187,13 @@ void apply_step(State& st, const fb::Envelope& e, int64_t wall) {
           if (step == fb::Step::GuestIp && r->detail()) sb->ip = r->detail()->str();
           step_marks(st, vmid, step, true, wall);
         }
+      } else if (sb && step == fb::Step::GuestIp && (!r->code() || r->code()->size() == 0) &&
+                 r->detail() && sb->ip.empty() && sb->state != fb::SandboxStateCode::Destroyed) {
+        // A guest-IP poll whose slot a teardown took over (the job ended before the guest agent
+        // answered) still found the VM's address at that time. Only an address we do not have
+        // yet is taken, so a stale poll cannot replace a newer one.
+        sb->ip = r->detail()->str();
+        step_marks(st, vmid, step, true, wall);
       }
       break;
   }

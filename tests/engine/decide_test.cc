@@ -169,6 +169,65 @@ TEST_CASE("a guest IP found after the runner's report still gives the VM its IP 
   CHECK(r2r.median_s == doctest::Approx(1.0));
 }
 
+TEST_CASE("a guest IP found after the job ended and teardown began still counts, once") {
+  // On a fast agent (the simulator's demo) the job can finish before the guest agent answers:
+  // the shutdown then takes the step slot, and the IP result arrives as a late one.
+  Harness h;
+  auto [job_id, vmid] = h.job_admitted();
+  auto snip = h.provision_to_started();
+  h.clock.advance(kSec);
+  h.ok(RecordBootstrapFetch{vmid, snip.bootstrap_token});
+  h.ok(RecordReport{job_id, vmid, "RUNNING", "", {}, ""});
+  h.ok(RecordReport{job_id, vmid, "COMPLETED", "agent finished", {}, ""});
+  REQUIRE(h.sb(vmid).state == S::Completed);
+  REQUIRE(h.sb(vmid).pending_step == fb::Step::Shutdown);
+  h.clock.advance(kSec);
+  h.complete<WaitGuestIp>("10.77.0.43");
+  CHECK(h.count_kind(fb::EventKind::StepIgnored) == 1);
+  CHECK(h.sb(vmid).ip == "10.77.0.43");
+  CHECK(h.sb(vmid).pending_step == fb::Step::Shutdown);  // the teardown goes on
+  auto t = projections::summarize(h.st().timings);
+  const auto& ip = t.phases[static_cast<int>(projections::Phase::guest_agent_ready)];
+  CHECK(ip.count == 1);
+  CHECK(ip.median_s == doctest::Approx(4.0));  // requested when the start completed
+
+  // A second, stale result of an IP poll neither replaces the address nor adds a sample.
+  RecordStep stale;
+  stale.vmid = vmid;
+  stale.step = fb::Step::GuestIp;
+  stale.attempt = 1;
+  stale.detail = "10.77.0.99";
+  h.ok(stale);
+  CHECK(h.sb(vmid).ip == "10.77.0.43");
+  t = projections::summarize(h.st().timings);
+  CHECK(t.phases[static_cast<int>(projections::Phase::guest_agent_ready)].count == 1);
+
+  h.complete<ShutdownVm>();
+  h.complete<DestroyVm>();
+  CHECK(h.sb(vmid).state == S::Destroyed);
+}
+
+TEST_CASE("a guest IP result after the sandbox is destroyed gives it no address") {
+  Harness h;
+  auto [job_id, vmid] = h.job_admitted();
+  h.provision_to_started();
+  h.ok(RecordReport{job_id, vmid, "RUNNING", "", {}, ""});
+  h.ok(RecordReport{job_id, vmid, "COMPLETED", "agent finished", {}, ""});
+  auto ip_poll = h.take<WaitGuestIp>();
+  h.complete<ShutdownVm>();
+  h.complete<DestroyVm>();
+  REQUIRE(h.sb(vmid).state == S::Destroyed);
+  RecordStep late;
+  late.vmid = vmid;
+  late.step = fb::Step::GuestIp;
+  late.attempt = ip_poll.attempt;
+  late.detail = "10.77.0.44";
+  h.ok(late);
+  CHECK(h.sb(vmid).ip.empty());
+  auto t = projections::summarize(h.st().timings);
+  CHECK(t.phases[static_cast<int>(projections::Phase::guest_agent_ready)].count == 0);
+}
+
 TEST_CASE("a failed provisioning step fails the job and cleans up the VM") {
   Harness h;
   auto [job_id, vmid] = h.job_admitted("small", true);  // keepalive: cleaned up anyway
