@@ -126,14 +126,32 @@ void create_job(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
   });
 }
 
-json job_with_events(Core& core, const projections::Job& job, size_t tail) {
-  json out = json::parse(projections::job_json(job));
+// The job as `job_text` shows it, with the newest `tail` of its events up to seq `upto` (the
+// state the text was taken from): events committed since are left out, so the tail always
+// ends where the shown status does.
+json job_with_events(Core& core, std::string_view job_text, std::string_view job_id, size_t tail,
+                     uint64_t upto) {
+  json out = json::parse(job_text);
   if (tail == 0) return out;
-  json events = json::array();
-  (void)projections::job_events(core.log(), job.id, tail, [&](const events::StoredEvent& e) {
-    events.push_back(events::to_json(e));
-    return true;
-  });
+  std::vector<json> events;
+  // Read the newest `want` events; drop those after `upto`, and read further back when some
+  // were dropped. Few events of one job land in the moment between the reply being taken and
+  // sent, so this rarely reads twice.
+  for (size_t want = tail;;) {
+    events.clear();
+    size_t seen = 0, newer = 0;
+    (void)projections::job_events(core.log(), job_id, want, [&](const events::StoredEvent& e) {
+      ++seen;
+      if (e.seq > upto)
+        ++newer;
+      else
+        events.push_back(events::to_json(e));
+      return true;
+    });
+    if (newer == 0 || events.size() >= tail || seen < want) break;
+    want = tail + newer;
+  }
+  if (events.size() > tail) events.erase(events.begin(), events.end() - static_cast<long>(tail));
   if (events.empty()) return out;
   // The reference puts `events` just before created_at.
   json ordered = json::object();
@@ -153,7 +171,12 @@ void get_job(ApiContext& ctx, http::Request& req, http::ResponseWriter w) {
   }
   const auto* job = projections::get_job(ctx.core->state(), req.param("id"));
   if (job == nullptr) return (void)w.error(404, "job not found");
-  w.json(200, job_with_events(*ctx.core, *job, tail));
+  // The status is taken now; the events once they can be read (durable), up to the same seq.
+  ctx.core->after_durable([core = ctx.core, w, text = projections::job_json(*job), id = job->id,
+                           tail, upto = ctx.core->state().last_seq](bool ok) mutable {
+    if (!ok) return (void)w.error(503, "service unavailable: the event log commit failed");
+    w.json(200, job_with_events(*core, text, id, tail, upto));
+  });
 }
 
 json artifact_json(const projections::Artifact& a) {
@@ -612,7 +635,7 @@ void add_control_routes(http::Router& router, ApiContext& ctx) {
   auto bind = [&ctx](ApiHandler fn) { return route(ctx, fn); };
   auto read = [&ctx](ApiHandler fn) { return state_route(ctx, fn); };
   router.post("/v1/jobs", bind(create_job));
-  router.get("/v1/jobs/{id}", read(get_job));
+  router.get("/v1/jobs/{id}", bind(get_job));  // holds its own reply, see get_job
   router.get("/v1/jobs/{id}/artifacts", read(list_artifacts));
   router.get("/v1/jobs/{id}/artifacts/download", bind(download_artifact));
 

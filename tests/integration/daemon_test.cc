@@ -117,6 +117,12 @@ TEST_CASE("a job runs to COMPLETED through the guest runner and its bundle downl
   // The job's events, the timings projection and both verifications.
   auto shown = d.get("/v1/jobs/" + id + "?events_tail=1000").json();
   CHECK(shown["events"].size() > 5);
+  // A shorter tail is the newest events of the same list, oldest first; none with 0.
+  auto last3 = d.get("/v1/jobs/" + id + "?events_tail=3").json();
+  REQUIRE(last3["events"].size() == 3);
+  const auto& all = shown["events"];
+  for (size_t i = 0; i < 3; ++i) CHECK(last3["events"][i]["seq"] == all[all.size() - 3 + i]["seq"]);
+  CHECK_FALSE(d.get("/v1/jobs/" + id + "?events_tail=0").json().contains("events"));
   auto timings = d.get("/v1/timings").json();
   CHECK(timings["phases"]["provision_total"]["count"] == 1);
   CHECK(d.post("/v1/replay/verify", "").json()["ok"] == true);
