@@ -1,6 +1,9 @@
 #include "cli/agentlabd/aligned_buffer.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -9,39 +12,69 @@ namespace agentlab::daemon {
 
 namespace {
 
-char* allocate(size_t bytes) {
-  void* p = std::aligned_alloc(AlignedBuffer::kAlign, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return static_cast<char*>(p);
+size_t round_to(size_t n, size_t unit) {
+  n = std::max<size_t>(n, 1);
+  return (n + unit - 1) / unit * unit;
 }
 
-size_t round_up(size_t n) {
-  n = std::max<size_t>(n, 1);
-  return (n + AlignedBuffer::kAlign - 1) / AlignedBuffer::kAlign * AlignedBuffer::kAlign;
+// A private anonymous mapping of `bytes` (a multiple of kHugePage) starting on a kHugePage
+// boundary, asked to be backed by transparent huge pages.
+char* map_huge(size_t bytes) {
+  constexpr size_t kHuge = AlignedBuffer::kHugePage;
+  // Map one huge page more than needed, then cut off the unaligned head and the rest of the tail.
+  const size_t span = bytes + kHuge;
+  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) throw std::bad_alloc();
+  auto* base = static_cast<char*>(raw);
+  const auto addr = reinterpret_cast<uintptr_t>(base);
+  char* start = base + (round_to(addr, kHuge) - addr);
+  if (start > base) ::munmap(base, static_cast<size_t>(start - base));
+  if (char* end = start + bytes; end < base + span)
+    ::munmap(end, static_cast<size_t>(base + span - end));
+  // Advice only: where THP is off the pages are ordinary ones, touched only when filled.
+  (void)::madvise(start, bytes, MADV_HUGEPAGE);
+  return start;
 }
 
 }  // namespace
 
-AlignedBuffer::AlignedBuffer(size_t capacity)
-    : data_(allocate(round_up(capacity))), capacity_(round_up(capacity)) {}
+AlignedBuffer::Storage AlignedBuffer::allocate(size_t capacity) {
+  if (capacity >= kHugeFrom) {
+    const size_t bytes = round_to(capacity, kHugePage);
+    return {map_huge(bytes), bytes, true};
+  }
+  const size_t bytes = round_to(capacity, kAlign);
+  void* p = std::aligned_alloc(kAlign, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return {static_cast<char*>(p), bytes, false};
+}
+
+void AlignedBuffer::release(const Storage& s) {
+  if (s.data == nullptr) return;
+  if (s.mapped)
+    ::munmap(s.data, s.capacity);
+  else
+    std::free(s.data);
+}
+
+AlignedBuffer::AlignedBuffer(size_t capacity) : storage_(allocate(capacity)) {}
 
 AlignedBuffer::~AlignedBuffer() {
-  std::free(data_);
+  release(storage_);
 }
 
 void AlignedBuffer::append(std::string_view bytes) {
-  if (size_ + bytes.size() > capacity_) {
-    const size_t grown = round_up(std::max(capacity_ * 2, size_ + bytes.size()));
-    char* p = allocate(grown);
-    std::memcpy(p, data_, size_);
-    std::memcpy(p + size_, bytes.data(), bytes.size());  // before data_ goes: bytes may be in it
-    std::free(data_);
-    data_ = p;
-    capacity_ = grown;
+  if (size_ + bytes.size() > storage_.capacity) {
+    Storage grown = allocate(std::max(storage_.capacity * 2, size_ + bytes.size()));
+    std::memcpy(grown.data, storage_.data, size_);
+    // Before the old storage goes: `bytes` may lie in it.
+    std::memcpy(grown.data + size_, bytes.data(), bytes.size());
+    release(storage_);
+    storage_ = grown;
     size_ += bytes.size();
     return;
   }
-  std::memmove(data_ + size_, bytes.data(), bytes.size());
+  std::memmove(storage_.data + size_, bytes.data(), bytes.size());
   size_ += bytes.size();
 }
 

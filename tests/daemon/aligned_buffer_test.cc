@@ -54,3 +54,36 @@ TEST_CASE("bytes inside the tail can be appended (moved down over framing)") {
   b.append(std::string_view(t.data() + 3, 3));
   CHECK(std::string(b.data(), b.size()) == "ABCDE");
 }
+
+TEST_CASE("large buffers get their own huge-page-aligned mapping, usable to the last byte") {
+  const size_t big = AlignedBuffer::kHugeFrom + 512 * 1024;  // an upload buffer and its slack
+  AlignedBuffer b(big);
+  CHECK(reinterpret_cast<uintptr_t>(b.data()) % AlignedBuffer::kHugePage == 0);
+  CHECK(b.capacity() == AlignedBuffer::kHugePage);
+  auto t = b.tail();
+  REQUIRE(t.size() == AlignedBuffer::kHugePage);
+  std::memset(t.data(), 'z', t.size());  // every byte of the mapping is writable
+  b.commit(t.size());
+  CHECK(b.size() == AlignedBuffer::kHugePage);
+  CHECK(b.data()[AlignedBuffer::kHugePage - 1] == 'z');
+
+  // Growing past the mapping moves the bytes into a larger one, also huge-page aligned.
+  b.append("tail");
+  CHECK(reinterpret_cast<uintptr_t>(b.data()) % AlignedBuffer::kHugePage == 0);
+  CHECK(b.capacity() == 2 * AlignedBuffer::kHugePage);
+  REQUIRE(b.size() == AlignedBuffer::kHugePage + 4);
+  CHECK(b.data()[0] == 'z');
+  CHECK(std::string(b.data() + AlignedBuffer::kHugePage, 4) == "tail");
+}
+
+TEST_CASE("a small buffer that grows large keeps its bytes and becomes huge-page aligned") {
+  AlignedBuffer b(4096);
+  CHECK(b.capacity() == 4096);
+  std::string body(AlignedBuffer::kHugeFrom, '\0');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 31 + 7);
+  b.append("x");
+  b.append(body);
+  CHECK(reinterpret_cast<uintptr_t>(b.data()) % AlignedBuffer::kHugePage == 0);
+  CHECK(b.capacity() % AlignedBuffer::kHugePage == 0);
+  CHECK(std::string(b.data(), b.size()) == "x" + body);
+}

@@ -153,9 +153,13 @@ DaemonSpec no_runner(const std::string& extra = "") {
 std::vector<std::string> files_under(const std::string& dir) {
   std::vector<std::string> out;
   std::error_code ec;
+  // The daemon may remove a file while we walk (a temp file of a failed upload): the
+  // non-throwing, lexical calls let that file simply drop out of the list.
   for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
-       it.increment(ec))
-    if (it->is_regular_file()) out.push_back(fs::relative(it->path(), dir).string());
+       it.increment(ec)) {
+    std::error_code gone;
+    if (it->is_regular_file(gone)) out.push_back(it->path().lexically_relative(dir).string());
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
